@@ -1,0 +1,92 @@
+// Interleaved rANS range coder over integer CDF tables.
+//
+// Stream layout (all little-endian):
+//   [uint32 word 0][uint32 word 1] ... [uint32 word n-1][uint64 state 0] ... [uint64 state kLanes-1]
+// The encoder walks the symbols backwards and appends renormalisation words; the decoder reads the
+// final states from the end and pops the words from the back, walking the symbols forwards.
+// Symbol i is coded by lane i % kLanes, so kLanes independent states hide the latency of one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fastcodec {
+
+constexpr int kLanes = 4;                      // interleaved coder states per stream
+constexpr uint64_t kStateLow = 1ull << 31;     // L: states live in [L, 2^63)
+constexpr int kWordBits = 32;                  // renormalisation unit
+constexpr int kMaxPrecision = 16;
+constexpr int kLutBits = 9;                    // decoder bucket table: 2^9 buckets per CDF row
+constexpr int kBypassChunkBits = 16;           // raw bits are coded in chunks of at most this
+constexpr int kMaxEscapeBits = 34;             // |symbol - offset| < 2^33, folded < 2^34
+constexpr size_t kStreamTrailerBytes = kLanes * sizeof(uint64_t);
+
+// Thrown for malformed or corrupt input; the bindings turn it into ValueError.
+struct CoderError : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
+};
+
+// Per-bin encoder constants: division by `freq` as a multiply-high by `rcp` and a shift.
+struct EncodeBin {
+    uint64_t rcp;     // ceil(2^(63+shift)/freq) for freq >= 2, 2^64-1 for freq == 1
+    uint32_t bias;    // start of the bin (+ 2^p - 1 when freq == 1)
+    uint32_t freq;    // bin width in units of 2^-p
+    uint32_t shift;   // shift applied after the multiply-high
+    uint32_t pad;
+};
+
+// Per-row view used in the hot loops.
+struct RowInfo {
+    const EncodeBin* enc;   // [length - 1] bins
+    const uint32_t* cdf;    // [length] cumulative frequencies, cdf[0] = 0, cdf[length-1] = 2^p
+    const uint16_t* lut;    // [2^lut_bits] first candidate bin for each bucket of slots
+    int32_t offset;         // symbol = bin + offset for regular bins
+    int32_t escape_bin;     // length - 2: the last bin; regular values are [0, escape_bin)
+};
+
+// Validated CDF tables and everything the coder precomputes from them. Immutable after
+// construction, so one instance may be shared by any number of threads.
+class CdfTables {
+  public:
+    // cdfs: [num_rows, row_stride] int32, row r holds lengths[r] valid entries.
+    CdfTables(const int32_t* cdfs, int64_t num_rows, int64_t row_stride, const int32_t* lengths,
+              int64_t num_lengths, const int32_t* offsets, int64_t num_offsets, int precision);
+
+    int precision() const { return precision_; }
+    int64_t num_rows() const { return static_cast<int64_t>(rows_.size()); }
+    const RowInfo& row(int32_t r) const { return rows_[static_cast<size_t>(r)]; }
+    const RowInfo* rows() const { return rows_.data(); }
+    int lut_shift() const { return lut_shift_; }
+
+    // Throws CoderError naming the first index outside [0, num_rows).
+    void check_indexes(const int32_t* indexes, int64_t count) const;
+
+  private:
+    int precision_;
+    int lut_shift_;
+    std::vector<EncodeBin> enc_;
+    std::vector<uint32_t> cdf_;
+    std::vector<uint16_t> lut_;
+    std::vector<RowInfo> rows_;
+};
+
+// The fixed table that codes the bit length (0..kMaxEscapeBits) of an escaped value: a geometric
+// prior built with integer arithmetic only, so it is the same on every machine.
+const CdfTables& escape_length_table();
+
+// Encodes symbols[i] with row indexes[i]; indexes must have been checked.
+std::vector<uint8_t> encode_stream(const CdfTables& tables, const int32_t* symbols,
+                                   const int32_t* indexes, int64_t count);
+
+// Decodes count symbols into out; throws CoderError on corrupt or truncated data.
+void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
+                   const int32_t* indexes, int64_t count, int32_t* out);
+
+// Runs job(i) for i in [0, jobs) on up to `threads` threads; rethrows the first error.
+void parallel_for(int64_t jobs, int threads, const std::function<void(int64_t)>& job);
+
+}  // namespace fastcodec

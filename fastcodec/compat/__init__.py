@@ -1,0 +1,1 @@
+"""Adapters that let other libraries' users swap in fastcodec's native pieces."""

@@ -1,0 +1,77 @@
+"""Quantized CDF tables: from floating-point probabilities to the integers the coder uses.
+
+A row is built the way CompressAI's entropy models build theirs: the probabilities of the
+regular symbols followed by the tail mass (the escape bin), scaled to ``2**precision`` with every
+bin kept at a probability of at least ``2**-precision``. Quantization is done here, once, on the
+encoder's side of the export; coding then uses only the integers, so it is bit-exact everywhere.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Sequence
+
+import numpy as np
+
+
+def pmf_to_quantized_cdf(pmf, precision: int = 16) -> np.ndarray:
+    """Quantizes a probability vector to an integer CDF.
+
+    Args:
+        pmf: float ``[n]`` non-negative probabilities (any positive total; the last entry is the
+            escape bin when the row is used for coding), ``1 <= n <= 2**precision``.
+        precision: bits of resolution, 1 to 16.
+
+    Returns:
+        int32 ``[n + 1]``: ``0 = cdf[0] < cdf[1] < ... < cdf[n] = 2**precision``. Frequencies are
+        chosen to minimise the expected code length under ``pmf`` given that every bin keeps at
+        least one unit (largest-gain greedy on ``p * log(f)``, exact for this separable problem).
+    """
+    p = np.asarray(pmf, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"pmf must be a non-empty 1-D array, got shape {p.shape}")
+    if not (1 <= precision <= 16):
+        raise ValueError(f"precision must be in [1, 16], got {precision}")
+    total = 1 << precision
+    if p.size > total:
+        raise ValueError(f"{p.size} bins do not fit in 2**{precision} = {total} units")
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError("pmf must be finite, non-negative and have a positive sum")
+    p = p / p.sum()
+
+    freq = np.maximum(1, np.floor(p * total)).astype(np.int64)
+    excess = int(freq.sum()) - total
+    if excess < 0:  # hand out the missing units where they buy the most log-likelihood
+        gain = [(-p[i] * np.log1p(1.0 / freq[i]), i) for i in range(p.size)]
+        heapq.heapify(gain)
+        for _ in range(-excess):
+            _, i = heapq.heappop(gain)
+            freq[i] += 1
+            heapq.heappush(gain, (-p[i] * np.log1p(1.0 / freq[i]), i))
+    elif excess > 0:  # take units back where they cost the least
+        cost = [(p[i] * -np.log1p(-1.0 / freq[i]), i) for i in range(p.size) if freq[i] > 1]
+        heapq.heapify(cost)
+        for _ in range(excess):
+            _, i = heapq.heappop(cost)
+            freq[i] -= 1
+            if freq[i] > 1:
+                heapq.heappush(cost, (p[i] * -np.log1p(-1.0 / freq[i]), i))
+    cdf = np.zeros(p.size + 1, dtype=np.int64)
+    np.cumsum(freq, out=cdf[1:])
+    return cdf.astype(np.int32)
+
+
+def pack_cdfs(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pads CDF rows of different lengths into the coder's layout.
+
+    Returns:
+        ``cdfs`` int32 ``[len(rows), max_length]`` (padding repeats the last entry) and
+        ``cdf_lengths`` int32 ``[len(rows)]``.
+    """
+    lengths = np.array([len(r) for r in rows], dtype=np.int32)
+    width = int(lengths.max()) if len(rows) else 0
+    cdfs = np.zeros((len(rows), width), dtype=np.int32)
+    for i, row in enumerate(rows):
+        cdfs[i, : len(row)] = row
+        cdfs[i, len(row) :] = row[-1] if len(row) else 0
+    return cdfs, lengths
