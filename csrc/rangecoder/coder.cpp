@@ -44,9 +44,14 @@ inline uint64_t load_le64(const uint8_t* p) {
 class WordSink {
   public:
     explicit WordSink(size_t expected) : words_(expected < 64 ? 64 : expected) {}
-    inline void push(uint32_t w) {
-        if (__builtin_expect(size_ == words_.size(), 0)) words_.resize(words_.size() * 2);
-        words_[size_++] = w;
+    // Makes room for n more words.
+    inline void reserve(size_t n) {
+        if (__builtin_expect(size_ + n > words_.size(), 0)) words_.resize(2 * words_.size() + n);
+    }
+    // Writes w unconditionally and keeps it only if `keep`: no branch to mispredict. Needs room.
+    inline void push_if(uint32_t w, bool keep) {
+        words_[size_] = w;
+        size_ += keep;
     }
     size_t size() const { return size_; }
     const uint32_t* data() const { return words_.data(); }
@@ -60,13 +65,15 @@ class WordSink {
 class WordSource {
   public:
     WordSource(const uint8_t* base, size_t num_words) : base_(base), left_(num_words) {}
-    inline uint32_t pop() {
+    // Reads the next word and consumes it only if `take` (branch-free in the common case).
+    inline uint32_t pop_if(bool take) {
         if (__builtin_expect(left_ == 0, 0)) {
-            exhausted_ = true;  // truncated or corrupt; reported after the loop
+            exhausted_ |= take;  // truncated or corrupt; reported after the loop
             return 0;
         }
-        --left_;
-        return load_le32(base_ + 4 * left_);
+        const uint32_t w = load_le32(base_ + 4 * (left_ - 1));
+        left_ -= take;
+        return w;
     }
     bool clean_end() const { return left_ == 0 && !exhausted_; }
 
@@ -76,29 +83,36 @@ class WordSource {
     bool exhausted_ = false;
 };
 
-inline void put_bin(uint64_t& x, const EncodeBin& bin, int precision, WordSink& out) {
-    const uint64_t x_max = static_cast<uint64_t>(bin.freq) << (63 - precision);
-    if (x >= x_max) {
-        out.push(static_cast<uint32_t>(x));
-        x >>= kWordBits;
-    }
+// Encoder renormalisation: a state at or above x_max sheds its low word before coding.
+inline void shed_word(uint64_t& x, uint64_t x_max, WordSink& out) {
+    const bool emit = x >= x_max;
+    out.push_if(static_cast<uint32_t>(x), emit);
+    x = emit ? x >> kWordBits : x;
+}
+
+// Decoder renormalisation: a state below L takes in the next word.
+inline void take_word(uint64_t& x, WordSource& in) {
+    const bool refill = x < kStateLow;
+    const uint64_t w = in.pop_if(refill);
+    x = refill ? (x << kWordBits) | w : x;
+}
+
+inline void put_bin(uint64_t& x, const EncodeBin& bin, WordSink& out) {
+    shed_word(x, bin.x_max, out);
     const uint64_t q = mulhi64(x, bin.rcp) >> bin.shift;
-    x += bin.bias + q * ((uint64_t{1} << precision) - bin.freq);
+    x += bin.bias + q * bin.cmpl;
 }
 
 // Raw n bits (1 <= n <= 16) with a uniform distribution.
 inline void put_raw(uint64_t& x, uint32_t bits, int n, WordSink& out) {
-    if (x >= (uint64_t{1} << (63 - n))) {
-        out.push(static_cast<uint32_t>(x));
-        x >>= kWordBits;
-    }
+    shed_word(x, uint64_t{1} << (63 - n), out);
     x = (x << n) | bits;
 }
 
 inline uint32_t get_raw(uint64_t& x, int n, WordSource& in) {  // 1 <= n <= 16
     const uint32_t bits = static_cast<uint32_t>(x & ((uint64_t{1} << n) - 1));
     x >>= n;
-    if (x < kStateLow) x = (x << kWordBits) | in.pop();
+    take_word(x, in);
     return bits;
 }
 
@@ -110,7 +124,8 @@ inline uint64_t fold_escape(int64_t v, int32_t escape_bin) {
 }
 
 __attribute__((noinline)) void put_escape(uint64_t& x, int64_t v, const RowInfo& row,
-                                          int precision, WordSink& out) {
+                                          WordSink& out) {
+    out.reserve(kMaxEscapeBits / kBypassChunkBits + 3);  // raw chunks + length + bin
     const uint64_t folded = fold_escape(v, row.escape_bin);
     int nbits = 0;
     while (nbits < 64 && (folded >> nbits) != 0) ++nbits;
@@ -122,17 +137,16 @@ __attribute__((noinline)) void put_escape(uint64_t& x, int64_t v, const RowInfo&
         const int n = (raw_bits - lo < kBypassChunkBits) ? raw_bits - lo : kBypassChunkBits;
         put_raw(x, static_cast<uint32_t>((folded >> lo) & ((uint64_t{1} << n) - 1)), n, out);
     }
-    put_bin(x, escape_length_table().row(0).enc[nbits], 16, out);
-    put_bin(x, row.enc[row.escape_bin], precision, out);
+    put_bin(x, escape_length_table().row(0).enc[nbits], out);
+    put_bin(x, row.enc[row.escape_bin], out);
 }
 
-inline void encode_symbol(uint64_t& x, int32_t symbol, const RowInfo& row, int precision,
-                          WordSink& out) {
+inline void encode_symbol(uint64_t& x, int32_t symbol, const RowInfo& row, WordSink& out) {
     const int64_t v = static_cast<int64_t>(symbol) - row.offset;
     if (__builtin_expect(static_cast<uint64_t>(v) < static_cast<uint64_t>(row.escape_bin), 1))
-        put_bin(x, row.enc[v], precision, out);
+        put_bin(x, row.enc[v], out);
     else
-        put_escape(x, v, row, precision, out);
+        put_escape(x, v, row, out);
 }
 
 struct DecodeParams {
@@ -152,7 +166,7 @@ inline uint32_t decode_bin(uint64_t& x, const RowInfo& row, const DecodeParams& 
     const uint32_t start = row.cdf[bin];
     const uint32_t freq = row.cdf[bin + 1] - start;
     x = freq * (x >> dp.precision) + slot - start;
-    if (x < kStateLow) x = (x << kWordBits) | in.pop();
+    take_word(x, in);
     return bin;
 }
 
@@ -184,7 +198,10 @@ inline int32_t decode_symbol(uint64_t& x, const RowInfo& row, const DecodeParams
     const uint32_t bin = decode_bin(x, row, dp, in);
     if (__builtin_expect(static_cast<int32_t>(bin) == row.escape_bin, 0))
         return get_escape(x, row, in, corrupt);
-    return static_cast<int32_t>(bin) + row.offset;
+    // bin + offset can pass INT32_MAX only for bins the encoder never uses (offsets near the
+    // top of the range), i.e. on corrupt data, which the end-of-stream check rejects; the
+    // unsigned add keeps that case defined without a test in the hot loop.
+    return static_cast<int32_t>(static_cast<uint32_t>(bin) + static_cast<uint32_t>(row.offset));
 }
 
 }  // namespace
@@ -192,7 +209,6 @@ inline int32_t decode_symbol(uint64_t& x, const RowInfo& row, const DecodeParams
 std::vector<uint8_t> encode_stream(const CdfTables& tables, const int32_t* symbols,
                                    const int32_t* indexes, int64_t count) {
     const RowInfo* rows = tables.rows();
-    const int p = tables.precision();
     WordSink out(static_cast<size_t>(count / 8 + 64));
     uint64_t x0 = kStateLow, x1 = kStateLow, x2 = kStateLow, x3 = kStateLow;
     static_assert(kLanes == 4, "the unrolled loops below assume four lanes");
@@ -200,14 +216,16 @@ std::vector<uint8_t> encode_stream(const CdfTables& tables, const int32_t* symbo
     // Symbols go backwards; symbol i belongs to lane i % 4. First the ragged tail, then blocks.
     int64_t i = count - 1;
     for (; i >= 0 && (i & 3) != 3; --i) {
+        out.reserve(1);
         uint64_t& x = (i & 3) == 0 ? x0 : (i & 3) == 1 ? x1 : x2;
-        encode_symbol(x, symbols[i], rows[indexes[i]], p, out);
+        encode_symbol(x, symbols[i], rows[indexes[i]], out);
     }
     for (; i >= 3; i -= 4) {
-        encode_symbol(x3, symbols[i], rows[indexes[i]], p, out);
-        encode_symbol(x2, symbols[i - 1], rows[indexes[i - 1]], p, out);
-        encode_symbol(x1, symbols[i - 2], rows[indexes[i - 2]], p, out);
-        encode_symbol(x0, symbols[i - 3], rows[indexes[i - 3]], p, out);
+        out.reserve(4);
+        encode_symbol(x3, symbols[i], rows[indexes[i]], out);
+        encode_symbol(x2, symbols[i - 1], rows[indexes[i - 1]], out);
+        encode_symbol(x1, symbols[i - 2], rows[indexes[i - 2]], out);
+        encode_symbol(x0, symbols[i - 3], rows[indexes[i - 3]], out);
     }
 
     std::vector<uint8_t> bytes(out.size() * 4 + kStreamTrailerBytes);
@@ -256,7 +274,7 @@ void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
     }
 
     if (corrupt)
-        throw CoderError("corrupt stream: an escaped value is malformed");
+        throw CoderError("corrupt stream: an escaped value is outside the int32 range");
     if (!in.clean_end() || x0 != kStateLow || x1 != kStateLow || x2 != kStateLow ||
         x3 != kStateLow)
         throw CoderError("corrupt or truncated stream: the decoder did not end where the encoder "

@@ -20,7 +20,7 @@ constexpr int kLanes = 4;                      // interleaved coder states per s
 constexpr uint64_t kStateLow = 1ull << 31;     // L: states live in [L, 2^63)
 constexpr int kWordBits = 32;                  // renormalisation unit
 constexpr int kMaxPrecision = 16;
-constexpr int kLutBits = 9;                    // decoder bucket table: 2^9 buckets per CDF row
+constexpr int kLutBits = 10;                   // decoder bucket table: 2^10 buckets per CDF row
 constexpr int kBypassChunkBits = 16;           // raw bits are coded in chunks of at most this
 constexpr int kMaxEscapeBits = 34;             // |symbol - offset| < 2^33, folded < 2^34
 constexpr size_t kStreamTrailerBytes = kLanes * sizeof(uint64_t);
@@ -33,8 +33,9 @@ struct CoderError : std::invalid_argument {
 // Per-bin encoder constants: division by `freq` as a multiply-high by `rcp` and a shift.
 struct EncodeBin {
     uint64_t rcp;     // ceil(2^(63+shift)/freq) for freq >= 2, 2^64-1 for freq == 1
+    uint64_t x_max;   // freq * 2^(63-p): a state at or above it is renormalised first
     uint32_t bias;    // start of the bin (+ 2^p - 1 when freq == 1)
-    uint32_t freq;    // bin width in units of 2^-p
+    uint32_t cmpl;    // 2^p - freq
     uint32_t shift;   // shift applied after the multiply-high
     uint32_t pad;
 };

@@ -17,7 +17,8 @@ uint32_t ceil_log2(uint32_t f) {
 
 EncodeBin make_encode_bin(uint32_t start, uint32_t freq, int precision) {
     EncodeBin bin{};
-    bin.freq = freq;
+    bin.x_max = static_cast<uint64_t>(freq) << (63 - precision);
+    bin.cmpl = (uint32_t{1} << precision) - freq;
     if (freq == 1) {
         // mulhi(x, 2^64-1) = x-1, and the bias adds back the missing (2^p - 1).
         bin.rcp = ~uint64_t{0};

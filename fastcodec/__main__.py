@@ -1,0 +1,5 @@
+import sys
+
+from fastcodec.cli import main
+
+sys.exit(main())
