@@ -16,7 +16,12 @@ top of the coded bits. The GIL is released while coding, and the batch functions
 streams on a thread pool (the bytes never depend on the thread count).
 
 Inputs may be any integer arrays (or nested lists) whose values fit in int32; C-contiguous int32
-arrays are used without a copy. Anything malformed raises ``ValueError`` saying what is wrong.
+arrays are used without a copy. Malformed tables and arguments raise ``ValueError`` saying what
+is wrong. Decoding never crashes or reads out of bounds, whatever the bytes; at the end of a
+stream every coder state must be back where the encoder started and every word consumed, so
+truncation, appended bytes, wrong tables and damage to table-coded symbols raise ``ValueError``.
+Damage to the raw bits of escaped values changes those values without disturbing the coder
+state and is not detected here: protect streams with a checksum (the ``.fcc`` container does).
 """
 
 from __future__ import annotations

@@ -193,15 +193,45 @@ __attribute__((noinline)) int32_t get_escape(uint64_t& x, const RowInfo& row, Wo
     return static_cast<int32_t>(symbol);
 }
 
+// kCheckTop: some row's regular bins reach past INT32_MAX (offsets near the top of the range).
+// The encoder never uses those bins, so decoding one means corrupt data; only tables with such
+// rows pay for the test.
+template <bool kCheckTop>
 inline int32_t decode_symbol(uint64_t& x, const RowInfo& row, const DecodeParams& dp,
                              WordSource& in, bool& corrupt) {
     const uint32_t bin = decode_bin(x, row, dp, in);
     if (__builtin_expect(static_cast<int32_t>(bin) == row.escape_bin, 0))
         return get_escape(x, row, in, corrupt);
-    // bin + offset can pass INT32_MAX only for bins the encoder never uses (offsets near the
-    // top of the range), i.e. on corrupt data, which the end-of-stream check rejects; the
-    // unsigned add keeps that case defined without a test in the hot loop.
-    return static_cast<int32_t>(static_cast<uint32_t>(bin) + static_cast<uint32_t>(row.offset));
+    if constexpr (kCheckTop) {
+        const int64_t symbol = static_cast<int64_t>(bin) + row.offset;
+        corrupt |= symbol > INT32_MAX;
+        return static_cast<int32_t>(symbol);
+    } else {
+        return static_cast<int32_t>(bin) + row.offset;  // cannot overflow for these tables
+    }
+}
+
+// Decodes count symbols with lanes x[0..3]; returns false if a decoded value was impossible.
+template <bool kCheckTop>
+bool decode_lanes(const CdfTables& tables, uint64_t* x, WordSource& in, const int32_t* indexes,
+                  int64_t count, int32_t* out) {
+    const DecodeParams dp(tables);
+    const RowInfo* rows = tables.rows();
+    uint64_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    bool corrupt = false;
+    int64_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        out[i] = decode_symbol<kCheckTop>(x0, rows[indexes[i]], dp, in, corrupt);
+        out[i + 1] = decode_symbol<kCheckTop>(x1, rows[indexes[i + 1]], dp, in, corrupt);
+        out[i + 2] = decode_symbol<kCheckTop>(x2, rows[indexes[i + 2]], dp, in, corrupt);
+        out[i + 3] = decode_symbol<kCheckTop>(x3, rows[indexes[i + 3]], dp, in, corrupt);
+    }
+    for (; i < count; ++i) {
+        uint64_t& xs = (i & 3) == 0 ? x0 : (i & 3) == 1 ? x1 : x2;
+        out[i] = decode_symbol<kCheckTop>(xs, rows[indexes[i]], dp, in, corrupt);
+    }
+    x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+    return !corrupt;
 }
 
 }  // namespace
@@ -255,28 +285,14 @@ void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
             throw CoderError("corrupt stream: coder state " + std::to_string(k) +
                              " is out of range");
     }
-    uint64_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
     WordSource in(data, num_words);
-    const DecodeParams dp(tables);
-    bool corrupt = false;
-    const RowInfo* rows = tables.rows();
-
-    int64_t i = 0;
-    for (; i + 4 <= count; i += 4) {
-        out[i] = decode_symbol(x0, rows[indexes[i]], dp, in, corrupt);
-        out[i + 1] = decode_symbol(x1, rows[indexes[i + 1]], dp, in, corrupt);
-        out[i + 2] = decode_symbol(x2, rows[indexes[i + 2]], dp, in, corrupt);
-        out[i + 3] = decode_symbol(x3, rows[indexes[i + 3]], dp, in, corrupt);
-    }
-    for (; i < count; ++i) {
-        uint64_t& xs = (i & 3) == 0 ? x0 : (i & 3) == 1 ? x1 : x2;
-        out[i] = decode_symbol(xs, rows[indexes[i]], dp, in, corrupt);
-    }
-
-    if (corrupt)
-        throw CoderError("corrupt stream: an escaped value is outside the int32 range");
-    if (!in.clean_end() || x0 != kStateLow || x1 != kStateLow || x2 != kStateLow ||
-        x3 != kStateLow)
+    const bool valid = tables.top_overflow()
+                           ? decode_lanes<true>(tables, x, in, indexes, count, out)
+                           : decode_lanes<false>(tables, x, in, indexes, count, out);
+    if (!valid)
+        throw CoderError("corrupt stream: a decoded value is outside the int32 range");
+    if (!in.clean_end() || x[0] != kStateLow || x[1] != kStateLow || x[2] != kStateLow ||
+        x[3] != kStateLow)
         throw CoderError("corrupt or truncated stream: the decoder did not end where the encoder "
                          "began (wrong bytes, or tables/indexes other than the encoder's)");
 }

@@ -62,6 +62,8 @@ class CdfTables {
     const RowInfo& row(int32_t r) const { return rows_[static_cast<size_t>(r)]; }
     const RowInfo* rows() const { return rows_.data(); }
     int lut_shift() const { return lut_shift_; }
+    // True when some row's regular bins map to symbols above INT32_MAX (see decode_stream).
+    bool top_overflow() const { return top_overflow_; }
 
     // Throws CoderError naming the first index outside [0, num_rows).
     void check_indexes(const int32_t* indexes, int64_t count) const;
@@ -69,6 +71,7 @@ class CdfTables {
   private:
     int precision_;
     int lut_shift_;
+    bool top_overflow_ = false;
     std::vector<EncodeBin> enc_;
     std::vector<uint32_t> cdf_;
     std::vector<uint16_t> lut_;

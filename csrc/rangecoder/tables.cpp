@@ -104,6 +104,7 @@ CdfTables::CdfTables(const int32_t* cdfs, int64_t num_rows, int64_t row_stride,
             lut[k] = static_cast<uint16_t>(bin);
         }
         rows_[r] = RowInfo{enc, cdf, lut, offsets[r], static_cast<int32_t>(len - 2)};
+        top_overflow_ |= static_cast<int64_t>(offsets[r]) + (len - 3) > INT32_MAX;
         cdf_pos += len;
         enc_pos += len - 1;
     }
