@@ -26,6 +26,7 @@ state and is not detected here: protect streams with a checksum (the ``.fcc`` co
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -50,7 +51,7 @@ _INT32_MIN, _INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
 def _as_int32(name: str, value, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
     """``value`` as a C-contiguous int32 array (no copy when it already is one)."""
     if isinstance(value, np.ndarray) and value.dtype == np.int32:
-        arr = np.ascontiguousarray(value)
+        arr = np.asarray(value, order="C")  # no copy when already C-contiguous; keeps 0-D
     else:
         try:
             arr = np.asarray(value)
@@ -62,7 +63,7 @@ def _as_int32(name: str, value, ndim: int | tuple[int, ...] | None = None) -> np
             raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
         if arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
             raise ValueError(f"{name} has values outside the int32 range")
-        arr = np.ascontiguousarray(arr, dtype=np.int32)
+        arr = np.asarray(arr, dtype=np.int32, order="C")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:
@@ -139,16 +140,19 @@ class CdfTables:
             raise ValueError("symbols must have a leading batch dimension")
         idx = _as_int32("indexes", indexes)
         batch, item_shape = sym.shape[0], sym.shape[1:]
+        item_size = math.prod(item_shape)
         if idx.shape == item_shape:
-            idx_flat = idx.reshape(-1)
+            idx_flat = idx.reshape(item_size)
         elif idx.shape == sym.shape:
-            idx_flat = idx.reshape(batch, -1)
+            idx_flat = idx.reshape(batch, item_size)
         else:
             raise ValueError(
                 f"indexes must have shape {item_shape} (shared) or {sym.shape} (per stream), "
                 f"got {idx.shape}"
             )
-        return self._native.encode_batch(sym.reshape(batch, -1), idx_flat, _check_threads(threads))
+        return self._native.encode_batch(
+            sym.reshape(batch, item_size), idx_flat, _check_threads(threads)
+        )
 
     def decode_batch(
         self, streams: Iterable, indexes, threads: int | None = None, *, shared: bool | None = None
@@ -173,7 +177,8 @@ class CdfTables:
                 raise ValueError(
                     f"per-stream indexes need a leading dimension of {batch}, got {idx.shape}"
                 )
-            item_shape, idx_native = idx.shape[1:], idx.reshape(batch, -1)
+            item_shape = idx.shape[1:]
+            idx_native = idx.reshape(batch, math.prod(item_shape))
         out = self._native.decode_batch(blobs, idx_native, _check_threads(threads))
         return out.reshape((batch, *item_shape))
 

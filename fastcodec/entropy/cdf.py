@@ -25,7 +25,8 @@ def pmf_to_quantized_cdf(pmf, precision: int = 16) -> np.ndarray:
     Returns:
         int32 ``[n + 1]``: ``0 = cdf[0] < cdf[1] < ... < cdf[n] = 2**precision``. Frequencies are
         chosen to minimise the expected code length under ``pmf`` given that every bin keeps at
-        least one unit (largest-gain greedy on ``p * log(f)``, exact for this separable problem).
+        least one unit: rounding, then single-unit moves until none improves ``sum(p * log(f))``
+        (exact, since the objective is separable and concave).
     """
     p = np.asarray(pmf, dtype=np.float64)
     if p.ndim != 1 or p.size == 0:
@@ -39,7 +40,7 @@ def pmf_to_quantized_cdf(pmf, precision: int = 16) -> np.ndarray:
         raise ValueError("pmf must be finite, non-negative and have a positive sum")
     p = p / p.sum()
 
-    freq = np.maximum(1, np.floor(p * total)).astype(np.int64)
+    freq = np.maximum(1, np.round(p * total)).astype(np.int64)
     excess = int(freq.sum()) - total
     if excess < 0:  # hand out the missing units where they buy the most log-likelihood
         gain = [(-p[i] * np.log1p(1.0 / freq[i]), i) for i in range(p.size)]
@@ -56,9 +57,24 @@ def pmf_to_quantized_cdf(pmf, precision: int = 16) -> np.ndarray:
             freq[i] -= 1
             if freq[i] > 1:
                 heapq.heappush(cost, (p[i] * -np.log1p(-1.0 / freq[i]), i))
+    _exchange_to_optimum(p, freq)
     cdf = np.zeros(p.size + 1, dtype=np.int64)
     np.cumsum(freq, out=cdf[1:])
     return cdf.astype(np.int32)
+
+
+def _exchange_to_optimum(p: np.ndarray, freq: np.ndarray) -> None:
+    """Moves single units from the bin where one costs least to the bin where one gains most,
+    while that improves ``sum(p * log(freq))``. The objective is separable and concave, so a
+    state no single move improves is the optimum. Starts close to it, so few moves are needed."""
+    while True:
+        gain = p * np.log1p(1.0 / freq)
+        loss = np.where(freq > 1, p * -np.log1p(-1.0 / np.maximum(freq, 2)), np.inf)
+        i, j = int(np.argmax(gain)), int(np.argmin(loss))
+        if i == j or gain[i] <= loss[j] * (1 + 1e-12):
+            return
+        freq[i] += 1
+        freq[j] -= 1
 
 
 def pack_cdfs(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -68,10 +84,18 @@ def pack_cdfs(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         ``cdfs`` int32 ``[len(rows), max_length]`` (padding repeats the last entry) and
         ``cdf_lengths`` int32 ``[len(rows)]``.
     """
-    lengths = np.array([len(r) for r in rows], dtype=np.int32)
-    width = int(lengths.max()) if len(rows) else 0
-    cdfs = np.zeros((len(rows), width), dtype=np.int32)
-    for i, row in enumerate(rows):
-        cdfs[i, : len(row)] = row
-        cdfs[i, len(row) :] = row[-1] if len(row) else 0
+    arrays = [np.asarray(r) for r in rows]
+    for i, row in enumerate(arrays):
+        if row.ndim != 1:
+            raise ValueError(f"CDF row {i} must be 1-D, got shape {row.shape}")
+        if row.size and not np.issubdtype(row.dtype, np.integer):
+            raise ValueError(f"CDF row {i} must hold integers, got dtype {row.dtype}")
+        if row.size and (row.min() < np.iinfo(np.int32).min or row.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"CDF row {i} has values outside the int32 range")
+    lengths = np.array([r.size for r in arrays], dtype=np.int32)
+    width = int(lengths.max()) if arrays else 0
+    cdfs = np.zeros((len(arrays), width), dtype=np.int32)
+    for i, row in enumerate(arrays):
+        cdfs[i, : row.size] = row
+        cdfs[i, row.size :] = row[-1] if row.size else 0
     return cdfs, lengths

@@ -1,0 +1,212 @@
+"""Shared helpers for the range-coder tests: reference code lengths and random-table strategies.
+
+Test modules import these with ``from _fastcodec_test_helpers import ...``: this conftest registers
+itself under that name, because the bare name ``conftest`` is ambiguous when pytest also loads
+another directory's conftest (``benches/conftest.py``) in the same session.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+INT32_MIN = int(np.iinfo(np.int32).min)
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tables:
+    """CDF tables in the coder's convention (``cdfs`` may carry junk past ``cdf_lengths``)."""
+
+    cdfs: np.ndarray  # int32 [T, W]
+    lengths: np.ndarray  # int32 [T]
+    offsets: np.ndarray  # int32 [T]
+    precision: int
+
+    @property
+    def num_tables(self) -> int:
+        return int(self.cdfs.shape[0])
+
+    def args(self):
+        """Positional arguments after ``symbols/data, indexes`` of the module functions."""
+        return self.cdfs, self.lengths, self.offsets, self.precision
+
+    def row(self, t: int) -> np.ndarray:
+        return self.cdfs[t, : int(self.lengths[t])].astype(np.int64)
+
+
+def make_tables(rows, offsets, precision: int, pad_value: int | None = None) -> Tables:
+    """Packs CDF rows (lists or arrays) into a Tables; ``pad_value`` fills the unused entries
+    (by default the last entry is repeated)."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int32)
+    width = int(lengths.max()) if len(rows) else 0
+    cdfs = np.zeros((len(rows), width), dtype=np.int32)
+    for i, r in enumerate(rows):
+        cdfs[i, : len(r)] = r
+        cdfs[i, len(r) :] = r[-1] if pad_value is None else pad_value
+    return Tables(cdfs, lengths, np.asarray(offsets, dtype=np.int32).reshape(-1), precision)
+
+
+def cdf_from_freqs(freqs) -> list[int]:
+    out = [0]
+    for f in freqs:
+        out.append(out[-1] + int(f))
+    return out
+
+
+def bin_of(symbols, indexes, tables: Tables) -> np.ndarray:
+    """The bin each symbol is coded with (the escape bin ``length - 2`` for values outside)."""
+    s = np.asarray(symbols, dtype=np.int64).reshape(-1)
+    t = np.asarray(indexes, dtype=np.int64).reshape(-1)
+    v = s - tables.offsets.astype(np.int64)[t]
+    esc = tables.lengths.astype(np.int64)[t] - 2
+    return np.where((v >= 0) & (v < esc), v, esc)
+
+
+def escape_mask(symbols, indexes, tables: Tables) -> np.ndarray:
+    """True where a symbol is outside its row's regular range (coded as an escape)."""
+    t = np.asarray(indexes, dtype=np.int64).reshape(-1)
+    return bin_of(symbols, indexes, tables) == tables.lengths.astype(np.int64)[t] - 2
+
+
+def ideal_bits(symbols, indexes, tables: Tables) -> float:
+    """Cross-entropy in bits of ``symbols`` under their rows: ``sum -log2(freq / 2**precision)``
+    of the bin each symbol uses (escaped values count only their escape bin)."""
+    t = np.asarray(indexes, dtype=np.int64).reshape(-1)
+    if t.size == 0:
+        return 0.0
+    b = bin_of(symbols, indexes, tables)
+    cdfs = tables.cdfs.astype(np.int64)
+    freq = cdfs[t, b + 1] - cdfs[t, b]
+    assert np.all(freq >= 1)
+    return float(np.sum(tables.precision - np.log2(freq.astype(np.float64))))
+
+
+def payload_bits(stream: bytes, overhead: int) -> int:
+    """Coded bits of a stream, without the fixed per-stream coder state."""
+    return 8 * (len(stream) - overhead)
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------
+
+
+def laplace_workload(shape=(2, 192, 16, 24), seed: int = 1234, channels: int = 192):
+    """The standard latent workload: per-channel Laplace scales log-uniform in [0.1, 20],
+    symbols = rounded Laplace samples. Returns ``(tables, symbols int32 shape, indexes int32
+    shape[1:])``; the channel axis is ``shape[1]``."""
+    from fastcodec.entropy import laplace_cdf_tables
+
+    assert shape[1] == channels
+    rng = np.random.default_rng(seed)
+    scales = np.exp(rng.uniform(math.log(0.1), math.log(20.0), size=channels))
+    cdfs, lengths, offsets = laplace_cdf_tables(scales)
+    tables = Tables(cdfs, lengths, offsets, 16)
+    per_elem = scales.reshape((1, channels) + (1,) * (len(shape) - 2))
+    symbols = np.rint(rng.laplace(0.0, 1.0, size=shape) * per_elem).astype(np.int32)
+    indexes = np.broadcast_to(
+        np.arange(channels, dtype=np.int32).reshape((channels,) + (1,) * (len(shape) - 2)),
+        shape[1:],
+    ).copy()
+    return tables, symbols, indexes
+
+
+@pytest.fixture(scope="session")
+def laplace():
+    return laplace_workload()
+
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis strategies
+# --------------------------------------------------------------------------------------------
+
+EXTREME_OFFSETS = [INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX]
+
+
+@st.composite
+def cdf_rows(draw, precision: int, max_length: int = 24) -> list[int]:
+    """One valid CDF row for ``precision``: 2 (escape only) to ``max_length`` entries,
+    sometimes as many as the precision allows (every bin of frequency 1)."""
+    total = 1 << precision
+    longest = min(total + 1, max_length)
+    if precision <= 4 and draw(st.integers(0, 5)) == 0:
+        length = total + 1  # every bin has frequency 1
+    else:
+        length = draw(st.integers(2, longest))
+    if length == total + 1:
+        interior = list(range(1, total))
+    elif total - 1 <= 64:  # dense: pick a random subset through a permutation
+        interior = draw(st.permutations(list(range(1, total))))[: length - 2]
+    else:  # sparse: distinct random points
+        interior = draw(
+            st.lists(st.integers(1, total - 1), min_size=length - 2, max_size=length - 2,
+                     unique=True)
+        )
+    return [0, *sorted(interior), total]
+
+
+@st.composite
+def random_tables(draw, max_rows: int = 5, max_length: int = 24, precision=None) -> Tables:
+    """Random valid tables: precision 1..16, 1..max_rows rows of random lengths (length 2 =
+    escape-only rows), offsets anywhere in int32 (extremes included), junk past the lengths."""
+    p = draw(st.sampled_from(list(range(1, 17)))) if precision is None else precision
+    num_rows = draw(st.integers(1, max_rows))
+    rows = [draw(cdf_rows(p, max_length)) for _ in range(num_rows)]
+    offsets = [
+        draw(st.one_of(st.integers(-40, 40), st.sampled_from(EXTREME_OFFSETS),
+                       st.integers(INT32_MIN, INT32_MAX)))
+        for _ in range(num_rows)
+    ]
+    pad = draw(st.one_of(st.none(), st.integers(INT32_MIN, INT32_MAX)))
+    return make_tables(rows, offsets, p, pad_value=pad)
+
+
+def _clip32(v: int) -> int:
+    return max(INT32_MIN, min(INT32_MAX, v))
+
+
+@st.composite
+def symbol_for_row(draw, tables: Tables, t: int) -> int:
+    """A symbol for row ``t``: mostly regular values, plus escapes just below/above the row's
+    range, far away, and at the int32 extremes."""
+    off = int(tables.offsets[t])
+    nreg = int(tables.lengths[t]) - 2
+    kind = draw(st.integers(0, 9))
+    if nreg > 0 and kind <= 4:
+        return _clip32(off + draw(st.integers(0, nreg - 1)))
+    if kind == 5:
+        return _clip32(off - draw(st.integers(1, 3)))
+    if kind == 6:
+        return _clip32(off + nreg + draw(st.integers(0, 2)))
+    if kind == 7:
+        return draw(st.sampled_from([INT32_MIN, INT32_MAX, INT32_MIN + 1, INT32_MAX - 1, 0, -1]))
+    return draw(st.integers(INT32_MIN, INT32_MAX))
+
+
+# Hypothesis favours the first branch and small values: keep 0 rare but present.
+COUNTS = st.one_of(st.integers(1, 64), st.sampled_from([0, 1, 2, 3, 5, 8, 9]))
+
+
+@st.composite
+def coding_problem(draw, max_rows: int = 5, max_length: int = 24, count=None):
+    """``(tables, symbols int32 [n], indexes int32 [n])`` with any count ``n`` (0 included)."""
+    tables = draw(random_tables(max_rows=max_rows, max_length=max_length))
+    n = draw(COUNTS) if count is None else count
+    indexes = [draw(st.integers(0, tables.num_tables - 1)) for _ in range(n)]
+    symbols = [draw(symbol_for_row(tables, t)) for t in indexes]
+    return tables, np.array(symbols, dtype=np.int32), np.array(indexes, dtype=np.int32)
+
+
+# Importable by the test modules whatever name pytest gave this module (see the docstring).
+sys.modules["_fastcodec_test_helpers"] = sys.modules[__name__]
