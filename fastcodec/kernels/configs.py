@@ -1,0 +1,211 @@
+"""The one registry of the Triton kernels: tuning configs, interpreter config, AOT signatures.
+
+``KERNELS[name]`` is a :class:`KernelSpec` with
+
+* ``fn`` -- the raw ``@triton.jit`` function (what ``triton.compile(ASTSource(fn, ...))`` takes);
+* ``configs`` -- the autotuning set for GPUs (``triton.Config`` with BLOCK_M/BLOCK_N/BLOCK_K,
+  num_warps, num_stages), sized for Ampere (sm_80, <= 163 KB shared memory) and Hopper (sm_90);
+* ``interpret_config`` -- the single config used under ``TRITON_INTERPRET=1`` (the interpreter
+  cannot benchmark; big tiles run fastest there);
+* ``signatures`` -- per torch dtype, a representative ``(signature, constexprs)`` pair in
+  ``ASTSource`` form: ``signature`` maps every argument name to its Triton type (``"*fp16"``,
+  ``"i32"``, or ``"constexpr"``) and ``constexprs`` gives the problem constexprs (the tile sizes come
+  from each config, see :meth:`KernelSpec.ast_source`);
+* ``key`` / ``prune`` -- the autotune key (problem sizes; Triton adds the tensor dtypes) and the
+  early config pruning.
+
+Ahead-of-time compilation of every kernel x config x dtype::
+
+    from triton.backends.compiler import GPUTarget
+    for name, spec in KERNELS.items():
+        for dtype in spec.signatures:
+            for cfg in spec.configs:
+                spec.compile(dtype, cfg, GPUTarget("cuda", 90, 32))   # or ("cuda", 80, 32)
+
+This module imports ``triton`` (it is imported lazily by the kernel launchers, never by
+``import fastcodec``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import triton
+
+from .conv_relu_pool import conv_relu_pool_kernel
+from .conv_relu_upsample import conv_relu_upsample_kernel
+
+__all__ = ["KERNELS", "KernelSpec", "TRITON_DTYPES"]
+
+TRITON_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+# Per-block budgets used to prune configs (sm_80 is the tighter one: 163 KB of shared memory).
+_SMEM_BYTES = 160 * 1024
+_MAX_ACC_REGS = 128  # fp32 accumulator registers per thread
+
+
+def _cfg(bm: int, bn: int, bk: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages)
+
+
+def _prune(configs, named_args, **kwargs):
+    """Drop configs whose tile is wasteful (BLOCK_N far above Cout) or does not fit (registers/smem).
+
+    Rows of the dot are BLOCK_M * WIN for the pooling kernel (WIN window positions per pooled pixel).
+    Always returns at least one config.
+    """
+    win = int(kwargs.get("WIN", 1))
+    cout = int(named_args["Cout"])
+    x = named_args["x_ptr"]
+    elsize = x.element_size() if hasattr(x, "element_size") else 2
+    n_cap = max(16, triton.next_power_of_2(cout))
+
+    def footprint(c):
+        rows = c.kwargs["BLOCK_M"] * win
+        acc_regs = rows * c.kwargs["BLOCK_N"] / (32 * c.num_warps)
+        smem = c.num_stages * (rows + c.kwargs["BLOCK_N"]) * c.kwargs["BLOCK_K"] * elsize
+        return rows, acc_regs, smem
+
+    kept = []
+    for c in configs:
+        rows, acc_regs, smem = footprint(c)
+        if c.kwargs["BLOCK_N"] > n_cap or rows < 16 or acc_regs > _MAX_ACC_REGS or smem > _SMEM_BYTES:
+            continue
+        kept.append(c)
+    if not kept:
+        kept = [min(configs, key=lambda c: footprint(c)[1:])]
+    return kept
+
+
+@dataclass
+class KernelSpec:
+    fn: Any  # triton JITFunction
+    configs: list
+    interpret_config: Any  # triton.Config
+    signatures: dict  # torch.dtype -> (signature dict, constexpr dict)
+    key: list = field(default_factory=list)
+    prune: Callable | None = None
+    # Argument specialisations of the representative (hot-path) call, as Triton's JIT would derive
+    # them: 1 -> the argument becomes a constexpr equal to 1; 16 -> divisibility-by-16 attribute.
+    hints: dict = field(default_factory=dict)
+
+    def autotuned(self, interpret: bool):
+        """The autotuned kernel: the GPU set, or the interpreter config alone."""
+        if interpret:
+            return triton.autotune(configs=[self.interpret_config], key=self.key)(self.fn)
+        prune = {"early_config_prune": self.prune} if self.prune is not None else None
+        return triton.autotune(configs=self.configs, key=self.key, prune_configs_by=prune)(self.fn)
+
+    def ast_source(self, dtype: torch.dtype, config, *, hints: bool = True, **constexpr_overrides):
+        """``ASTSource`` for one dtype x config (problem constexprs overridable, e.g. KH=5).
+
+        With ``hints`` the source is specialised like the JIT specialises the representative call
+        (see ``KernelSpec.hints``): the binary is then only valid for calls that satisfy them (e.g.
+        channels_last with Cin, Cout multiples of 16); ``hints=False`` gives the generic kernel.
+        """
+        from triton.compiler import ASTSource
+
+        signature, constexprs = self.signatures[dtype]
+        ones = {k: 1 for k, v in self.hints.items() if v == 1} if hints else {}
+        div16 = {k for k, v in self.hints.items() if v == 16} if hints else set()
+        constexprs = {**constexprs, **ones, **constexpr_overrides, **config.kwargs}
+        missing = [k for k in self.fn.arg_names if k not in signature and k not in constexprs]
+        if missing:
+            raise KeyError(f"{self.fn.__name__}: no type or value for {missing}")
+        signature = {k: ("constexpr" if k in constexprs else signature[k]) for k in self.fn.arg_names}
+        # Pointers are assumed 16-byte aligned, hints or not (fresh torch allocations are; a view
+        # with a storage offset may not be: an AOT dispatcher must check data_ptr() % 16).
+        attrs = {(i,): [["tt.divisibility", 16]] for i, (k, t) in enumerate(signature.items())
+                 if t.startswith("*") or (k in div16 and t != "constexpr")}
+        return ASTSource(fn=self.fn, signature=signature, constexprs=constexprs, attrs=attrs)
+
+    def compile(self, dtype: torch.dtype, config, target, *, hints: bool = True, **constexpr_overrides):
+        """``triton.compile`` for one dtype x config on ``target`` (a ``GPUTarget``); no GPU needed."""
+        from triton.compiler import make_backend
+
+        src = self.ast_source(dtype, config, hints=hints, **constexpr_overrides)
+        options = make_backend(target).parse_options(
+            {"num_warps": config.num_warps, "num_stages": config.num_stages})
+        return triton.compile(src, target=target, options=options.__dict__)
+
+
+def _signatures(scalar_names, ptr_names, constexprs_for):
+    out = {}
+    for dtype, tname in TRITON_DTYPES.items():
+        sig = {name: f"*{tname}" for name in ptr_names}
+        sig.update({name: "i32" for name in scalar_names})
+        out[dtype] = (sig, constexprs_for(dtype))
+    return out
+
+
+_PTRS = ["x_ptr", "w_ptr", "b_ptr", "out_ptr"]
+_STRIDES = ["sxn", "sxc", "sxh", "sxw", "son", "soc", "soh", "sow"]
+# Representative call: channels_last input and output, Cin and Cout multiples of 16 (so are the
+# N/H/W strides); H and W arbitrary.
+_HINTS = {"Cin": 16, "Cout": 16, "sxc": 1, "soc": 1, "sxn": 16, "sxh": 16, "sxw": 16, "son": 16, "soh": 16,
+          "sow": 16}
+
+# ---------------------------------------------------------------------------------------------
+# conv_relu_pool: BLOCK_M counts *pooled* pixels; the dot has BLOCK_M * WIN rows (WIN = 4 for 2x2).
+# ---------------------------------------------------------------------------------------------
+_POOL_CONFIGS = [
+    _cfg(32, 128, 32, 8, 3),  # 128 x 128 dot tile
+    _cfg(32, 64, 32, 4, 4),   # 128 x 64
+    _cfg(16, 128, 64, 4, 3),  # 64 x 128, deep K (large Cin)
+    _cfg(64, 64, 32, 8, 3),   # 256 x 64 (few output channels, many pixels)
+    _cfg(16, 64, 64, 4, 4),   # 64 x 64, small problems / occupancy
+    _cfg(32, 32, 32, 4, 4),   # 128 x 32 (Cout <= 32)
+]
+_POOL_INTERPRET = _cfg(16, 32, 32, 4, 1)
+
+_POOL_SCALARS = ["N", "Cin", "H", "W", "Cout", "PH", "PW", "pad_top", "pad_left"] + _STRIDES
+
+
+def _pool_constexprs(dtype):
+    return {"KH": 3, "KW": 3, "STRIDE": 1, "POOL": 2, "WIN": 4, "POOL_MAX": True, "HAS_BIAS": True,
+            "FLAT_K": False, "DOT_TF32": dtype == torch.float32, "UPCAST": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# conv_relu_upsample: BLOCK_M conv pixels x BLOCK_N conv channels (C * scale**2).
+# ---------------------------------------------------------------------------------------------
+_UPSAMPLE_CONFIGS = [
+    _cfg(128, 128, 32, 8, 3),
+    _cfg(128, 64, 32, 4, 4),
+    _cfg(64, 128, 64, 4, 3),
+    _cfg(256, 64, 32, 8, 3),
+    _cfg(64, 64, 64, 4, 4),
+    _cfg(128, 16, 32, 4, 4),  # last layer: 3 colour channels x 4 = 12 conv channels
+]
+_UPSAMPLE_INTERPRET = _cfg(64, 32, 32, 4, 1)
+
+_UPSAMPLE_SCALARS = ["N", "Cin", "H", "W", "Cout", "OH", "OW", "pad_top", "pad_left"] + _STRIDES
+
+
+def _upsample_constexprs(dtype):
+    return {"KH": 3, "KW": 3, "SCALE": 2, "HAS_BIAS": True, "FLAT_K": False,
+            "DOT_TF32": dtype == torch.float32, "UPCAST": False}
+
+
+KERNELS: dict[str, KernelSpec] = {
+    "conv_relu_pool": KernelSpec(
+        fn=conv_relu_pool_kernel,
+        configs=_POOL_CONFIGS,
+        interpret_config=_POOL_INTERPRET,
+        signatures=_signatures(_POOL_SCALARS, _PTRS, _pool_constexprs),
+        key=["Cin", "Cout", "KH", "KW", "STRIDE", "POOL", "POOL_MAX", "FLAT_K", "DOT_TF32"],
+        prune=_prune,
+        hints=_HINTS,
+    ),
+    "conv_relu_upsample": KernelSpec(
+        fn=conv_relu_upsample_kernel,
+        configs=_UPSAMPLE_CONFIGS,
+        interpret_config=_UPSAMPLE_INTERPRET,
+        signatures=_signatures(_UPSAMPLE_SCALARS, _PTRS, _upsample_constexprs),
+        key=["Cin", "Cout", "KH", "KW", "SCALE", "FLAT_K", "DOT_TF32"],
+        prune=_prune,
+        hints=_HINTS,
+    ),
+}

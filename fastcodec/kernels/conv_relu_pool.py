@@ -1,0 +1,278 @@
+"""Fused conv2d + bias + ReLU + max/avg pooling (Triton, implicit GEMM).
+
+``conv_relu_pool_triton`` computes exactly::
+
+    F.max_pool2d(F.relu(F.conv2d(x, weight, bias, stride, padding)), pool_size)   # pool="max"
+    F.avg_pool2d(F.relu(F.conv2d(x, weight, bias, stride, padding)), pool_size)   # pool="avg"
+
+(floor mode, no pooling padding) in one pass: the conv output never touches memory.
+
+Design (implicit GEMM, fp32 accumulation):
+
+* One program computes a tile of ``BLOCK_M`` pooled output pixels x ``BLOCK_N`` output channels.
+* Rows of the A tile are (pooled pixel, window position): ``BLOCK_M * WIN`` rows where ``WIN`` is
+  ``pool_size**2`` rounded up to a power of two (padding rows are masked), so a single
+  ``tl.dot([BLOCK_M*WIN, BLOCK_K] x [BLOCK_K, BLOCK_N])`` per K step yields one accumulator per
+  conv output pixel of every pooling window.
+* The reduction axis K = Cin*KH*KW is ordered (ky, kx, ci) with ci fastest (contiguous in
+  channels_last); the weight is repacked once to ``[KH*KW*Cin, Cout]``.  Two K walks:
+  ``FLAT_K`` (small Cin: K is flattened and split into (ky, kx, ci) per column, no padding waste) and
+  tap-major (Cin >= 32: the loop runs over (tap, ci-block) with contiguous ci vectors, which the
+  compiler can vectorise).  Zero padding = the bounds mask of the gather.
+* Epilogue: reshape the accumulator to ``[BLOCK_M, WIN, BLOCK_N]`` and reduce the window axis:
+  max-pool -> ``relu(max(acc) + b)``; avg-pool -> ``mean(relu(acc + b))``.
+
+Offsets inside one image are int32 (an image, C*H*W, must stay below 2**31 elements); batch offsets
+are int64.  On GPUs the fast path is channels_last with Cin, Cout multiples of 16 (vectorised,
+software-pipelined loads); NCHW works through the strides but gathers along channels.
+
+The module imports ``triton`` at import time; :mod:`fastcodec.ops` imports it lazily.  When the
+kernels run in the Triton interpreter (``TRITON_INTERPRET=1``) the variable must be set before this
+module is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["conv_relu_pool_triton", "conv_relu_pool_kernel", "conv_gemm_tile"]
+
+# Cin below this takes the flattened-K walk (see module docstring).
+FLAT_K_MAX_CIN = 32
+
+
+def interpreting() -> bool:
+    """Whether the kernels run in the Triton interpreter (CPU)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def use_tf32(dtype: torch.dtype) -> bool:
+    """TF32 dot for fp32 inputs exactly when ``F.conv2d`` would use it on a GPU (cuDNN's flag)."""
+    return dtype == torch.float32 and bool(torch.backends.cudnn.allow_tf32)
+
+
+def output_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last in -> channels_last out; anything else -> contiguous (NCHW)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def repack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``[Cout, Cin, KH, KW]`` -> ``[KH*KW*Cin, Cout]`` (rows ordered (ky, kx, ci), ci fastest)."""
+    cout, cin, kh, kw = weight.shape
+    return weight.permute(2, 3, 1, 0).reshape(kh * kw * cin, cout).contiguous()
+
+
+@triton.jit
+def conv_gemm_tile(
+    x_ptr, w_ptr,
+    row_base, ih0, iw0, row_ok,  # [BLOCK_R]: int64 element offset of (n, ih0, iw0); ints; mask
+    offs_n, n_ok,  # [BLOCK_N]
+    Cin, H, W, Cout,
+    sxc, sxh, sxw,
+    KH: tl.constexpr, KW: tl.constexpr,
+    FLAT_K: tl.constexpr, DOT_TF32: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Implicit-GEMM main loop: ``acc[r, n] = sum_k x[row r, k] * w[k, n]`` in fp32.
+
+    Row r reads input pixel (ih0[r] + ky, iw0[r] + kx), channel ci, for k = (ky*KW + kx)*Cin + ci;
+    out-of-image taps and masked rows read zeros.
+    """
+    acc = tl.zeros((BLOCK_R, BLOCK_N), dtype=tl.float32)
+    offs_k = tl.arange(0, BLOCK_K)
+    K = KH * KW * Cin
+    if FLAT_K:
+        for k0 in range(0, K, BLOCK_K):
+            k = k0 + offs_k
+            k_ok = k < K
+            ci = k % Cin
+            tap = k // Cin
+            ky = tap // KW
+            kx = tap % KW
+            col_off = ci * sxc + ky * sxh + kx * sxw
+            ih = ih0[:, None] + ky[None, :]
+            iw = iw0[:, None] + kx[None, :]
+            a_mask = (row_ok[:, None] & k_ok[None, :]) & ((ih >= 0) & (ih < H)) & ((iw >= 0) & (iw < W))
+            a = tl.load((x_ptr + row_base)[:, None] + col_off[None, :], mask=a_mask, other=0.0)
+            b = tl.load(w_ptr + (k[:, None] * Cout + offs_n[None, :]), mask=k_ok[:, None] & n_ok[None, :],
+                        other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            if DOT_TF32:
+                acc = tl.dot(a, b, acc, input_precision="tf32")
+            else:
+                acc = tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        num_cb = tl.cdiv(Cin, BLOCK_K)
+        for it in range(0, KH * KW * num_cb):
+            tap = it // num_cb
+            c0 = (it - tap * num_cb) * BLOCK_K
+            ky = tap // KW
+            kx = tap - ky * KW
+            ih = ih0 + ky
+            iw = iw0 + kx
+            r_ok = row_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            ci = c0 + offs_k
+            c_ok = ci < Cin
+            r_off = row_base + (ky * sxh + kx * sxw)
+            a = tl.load((x_ptr + r_off)[:, None] + (ci * sxc)[None, :], mask=r_ok[:, None] & c_ok[None, :],
+                        other=0.0)
+            k = tap * Cin + ci
+            b = tl.load(w_ptr + (k[:, None] * Cout + offs_n[None, :]), mask=c_ok[:, None] & n_ok[None, :],
+                        other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            if DOT_TF32:
+                acc = tl.dot(a, b, acc, input_precision="tf32")
+            else:
+                acc = tl.dot(a, b, acc, input_precision="ieee")
+    return acc
+
+
+@triton.jit
+def conv_relu_pool_kernel(
+    x_ptr, w_ptr, b_ptr, out_ptr,
+    N, Cin, H, W, Cout, PH, PW, pad_top, pad_left,
+    sxn, sxc, sxh, sxw,
+    son, soc, soh, sow,
+    KH: tl.constexpr, KW: tl.constexpr, STRIDE: tl.constexpr,
+    POOL: tl.constexpr, WIN: tl.constexpr, POOL_MAX: tl.constexpr, HAS_BIAS: tl.constexpr,
+    FLAT_K: tl.constexpr, DOT_TF32: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One program: BLOCK_M pooled pixels x BLOCK_N channels.  WIN = next_pow2(POOL*POOL)."""
+    PP: tl.constexpr = POOL * POOL
+    BLOCK_R: tl.constexpr = BLOCK_M * WIN
+
+    pid = tl.program_id(0)
+    num_pid_n = tl.cdiv(Cout, BLOCK_N)
+    pid_m = pid // num_pid_n  # channel tiles of one pixel tile run back to back (input reuse in L2)
+    pid_n = pid - pid_m * num_pid_n
+
+    PHW = PH * PW
+    M = N * PHW
+
+    # Rows: (pooled pixel, window position), window position fastest.
+    r = tl.arange(0, BLOCK_R)
+    pm = pid_m * BLOCK_M + r // WIN
+    win = r % WIN
+    win_ok = win < PP
+    row_ok = (pm < M) & win_ok
+    n = pm // PHW
+    rem = pm - n * PHW
+    ph = rem // PW
+    pw = rem - ph * PW
+    oh = ph * POOL + win // POOL
+    ow = pw * POOL + win % POOL
+    ih0 = oh * STRIDE - pad_top
+    iw0 = ow * STRIDE - pad_left
+    row_base = n.to(tl.int64) * sxn + ih0.to(tl.int64) * sxh + iw0.to(tl.int64) * sxw
+
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < Cout
+
+    acc = conv_gemm_tile(
+        x_ptr, w_ptr, row_base, ih0, iw0, row_ok, offs_n, n_ok, Cin, H, W, Cout, sxc, sxh, sxw,
+        KH, KW, FLAT_K, DOT_TF32, UPCAST, BLOCK_R, BLOCK_N, BLOCK_K,
+    )
+
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+    if POOL_MAX:
+        # relu(max(acc) + b) == max(relu(acc + b)): bias and ReLU after the reduction.
+        if WIN != PP:
+            acc = tl.where(win_ok[:, None], acc, float("-inf"))
+        res = tl.max(tl.reshape(acc, (BLOCK_M, WIN, BLOCK_N)), axis=1)
+        if HAS_BIAS:
+            res = res + bias[None, :]
+        res = tl.maximum(res, 0.0)
+    else:
+        if HAS_BIAS:
+            acc = acc + bias[None, :]
+        acc = tl.maximum(acc, 0.0)
+        if WIN != PP:
+            acc = tl.where(win_ok[:, None], acc, 0.0)
+        res = tl.sum(tl.reshape(acc, (BLOCK_M, WIN, BLOCK_N)), axis=1) * (1.0 / PP)
+
+    # Store the pooled tile.
+    pm_o = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    n_o = pm_o // PHW
+    rem_o = pm_o - n_o * PHW
+    ph_o = rem_o // PW
+    pw_o = rem_o - ph_o * PW
+    o_row = n_o.to(tl.int64) * son + ph_o.to(tl.int64) * soh + pw_o.to(tl.int64) * sow
+    o_ptr = (out_ptr + o_row)[:, None] + (offs_n * soc)[None, :]
+    tl.store(o_ptr, res.to(out_ptr.dtype.element_ty), mask=(pm_o < M)[:, None] & n_ok[None, :])
+
+
+_TUNED = None
+
+
+def _tuned_kernel():
+    """The autotuned launcher (built on first use: configs.py imports this module)."""
+    global _TUNED
+    if _TUNED is None:
+        from .configs import KERNELS
+
+        _TUNED = KERNELS["conv_relu_pool"].autotuned(interpret=interpreting())
+    return _TUNED
+
+
+def conv_relu_pool_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    stride: int,
+    pad_top: int,
+    pad_left: int,
+    out_h: int,
+    out_w: int,
+    pool: str,
+    pool_size: int,
+    _flat_k: bool | None = None,
+) -> torch.Tensor:
+    """``{max,avg}_pool2d(relu(conv2d(x, weight, bias, stride, padding)), pool_size)``, fused.
+
+    (out_h, out_w) is the conv output size computed by the caller (which also resolves asymmetric
+    "same" padding into pad_top/pad_left; bottom/right padding is implied by out_h/out_w).
+    Arguments are assumed validated (same dtype/device, 4-D, kh/kw in 1..7).  ``_flat_k`` forces the
+    K walk (tests); by default it follows Cin.
+    """
+    if pool not in ("max", "avg"):
+        raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
+    n_batch, cin, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    p = int(pool_size)
+    ph, pw = int(out_h) // p, int(out_w) // p
+    out = torch.empty((n_batch, cout, ph, pw), dtype=x.dtype, device=x.device,
+                      memory_format=output_memory_format(x))
+    if out.numel() == 0:
+        return out
+
+    w2 = repack_weight(weight)
+    has_bias = bias is not None
+    b = bias.contiguous() if has_bias else w2  # dummy pointer when there is no bias
+    flat_k = (cin < FLAT_K_MAX_CIN) if _flat_k is None else bool(_flat_k)
+    m_total = n_batch * ph * pw
+
+    def grid(meta):
+        return (triton.cdiv(m_total, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]),)
+
+    _tuned_kernel()[grid](
+        x, w2, b, out,
+        n_batch, cin, h, w, cout, ph, pw, int(pad_top), int(pad_left),
+        *x.stride(), *out.stride(),
+        KH=kh, KW=kw, STRIDE=int(stride),
+        POOL=p, WIN=triton.next_power_of_2(p * p), POOL_MAX=(pool == "max"), HAS_BIAS=has_bias,
+        FLAT_K=flat_k, DOT_TF32=use_tf32(x.dtype), UPCAST=interpreting(),
+    )
+    return out
