@@ -1,0 +1,156 @@
+"""``conv_relu_upsample``: fused ``pixel_shuffle(relu(conv2d(x, weight, bias)), scale)``.
+
+Custom op ``torch.ops.fastcodec.conv_relu_upsample``::
+
+    conv_relu_upsample(Tensor x, Tensor weight, Tensor? bias, SymInt pad_top,
+                       SymInt pad_bottom, SymInt pad_left, SymInt pad_right, SymInt scale,
+                       str backend) -> Tensor
+
+See :mod:`fastcodec.ops.conv_relu_pool` for the conventions (validation and backend choice in
+Python, fake implementation, autograd by recomputation).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _validate as V
+from ._backend import resolve_backend
+from .conv_relu_pool import _padded_conv
+
+_OP = "conv_relu_upsample"
+aten = torch.ops.aten
+
+
+def _out_shape(x: Tensor, weight: Tensor, pt, pb, pl, pr, scale):
+    oh = V.conv_output_size(x.shape[2], weight.shape[2], pt, pb, 1)
+    ow = V.conv_output_size(x.shape[3], weight.shape[3], pl, pr, 1)
+    shape = (x.shape[0], weight.shape[0] // (scale * scale), oh * scale, ow * scale)
+    return oh, ow, shape
+
+
+@torch.library.custom_op("fastcodec::conv_relu_upsample", mutates_args=())
+def _conv_relu_upsample_op(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    pad_top: int,
+    pad_bottom: int,
+    pad_left: int,
+    pad_right: int,
+    scale: int,
+    backend: str,
+) -> Tensor:
+    fmt = V.memory_format_of(x)
+    pads = (pad_top, pad_bottom, pad_left, pad_right)
+    oh, ow, shape = _out_shape(x, weight, *pads, scale)
+    if backend == "torch" or x.numel() == 0:
+        y, _ = _padded_conv(x, weight, bias, 1, pads)
+        return F.pixel_shuffle(F.relu(y), scale).contiguous(memory_format=fmt)
+    if backend == "triton":
+        from fastcodec.kernels.conv_relu_upsample import conv_relu_upsample_triton as launch
+    elif backend == "cuda":
+        from fastcodec.kernels.cuda_ops import conv_relu_upsample_cuda as launch
+    else:
+        raise ValueError(f"{_OP}: unknown backend {backend!r}")
+    out = launch(
+        x.contiguous(memory_format=fmt),
+        weight.contiguous(),
+        None if bias is None else bias.contiguous(),
+        pad_top=pad_top,
+        pad_left=pad_left,
+        out_h=oh,
+        out_w=ow,
+        scale=scale,
+    )
+    if tuple(out.shape) != tuple(shape) or out.dtype != x.dtype:
+        raise RuntimeError(
+            f"{_OP}: the {backend!r} backend returned {tuple(out.shape)} {out.dtype}, expected "
+            f"{tuple(shape)} {x.dtype}"
+        )
+    return out.contiguous(memory_format=fmt)
+
+
+@_conv_relu_upsample_op.register_fake
+def _conv_relu_upsample_fake(
+    x, weight, bias, pad_top, pad_bottom, pad_left, pad_right, scale, backend
+):
+    _, _, shape = _out_shape(x, weight, pad_top, pad_bottom, pad_left, pad_right, scale)
+    return torch.empty(
+        shape, dtype=x.dtype, device=x.device, memory_format=V.memory_format_of(x)
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, pt, pb, pl, pr, scale, _backend = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.geometry = ((pt, pb, pl, pr), scale)
+
+
+def _backward(ctx, grad_out):
+    """Recomputes the convolution output (for the ReLU mask), un-shuffles the incoming
+    gradient, masks it (``threshold_backward``) and applies ``convolution_backward``.
+    Recomputing rather than saving the output keeps the backward valid when a later layer
+    modifies the output in place."""
+    x, weight, bias = ctx.saved_tensors
+    pads, scale = ctx.geometry
+    pt, pb, pl, pr = pads
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    y, xp = _padded_conv(x, weight, bias, 1, pads)
+    gy = aten.threshold_backward(F.pixel_unshuffle(grad_out, scale), y, 0)
+    gx, gw, gb = aten.convolution_backward(
+        gy,
+        xp,
+        weight,
+        None if bias is None else [bias.shape[0]],
+        [1, 1],
+        [pt, pl],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
+        [need_x, need_w, bias is not None and need_b],
+    )
+    if gx is not None and xp is not x:
+        gx = gx[:, :, : x.shape[2], : x.shape[3]]
+    return (gx, gw, gb) + (None,) * 6
+
+
+_conv_relu_upsample_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def conv_relu_upsample(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    *,
+    padding=0,
+    scale: int = 2,
+    backend: Optional[str] = None,
+) -> Tensor:
+    """Fused convolution (stride 1) + ReLU + pixel shuffle.
+
+    Returns exactly ``F.pixel_shuffle(F.relu(F.conv2d(x, weight, bias, 1, padding)), scale)``:
+    ``[N, C_in, H, W] -> [N, C_out / scale**2, out_h * scale, out_w * scale]``.
+
+    Args:
+        x, bias, backend: as in :func:`fastcodec.ops.conv_relu_pool`.
+        weight: ``[C_out, C_in, kH, kW]``, ``1 <= kH, kW <= 7``, ``C_out`` divisible by
+            ``scale**2``.
+        padding: int >= 0, a pair, ``"valid"`` or ``"same"``.
+        scale: the pixel-shuffle upscale factor, >= 1.
+    """
+    x, weight, bias = V.apply_autocast(x, weight, bias)
+    V.check_tensors(_OP, x, weight, bias)
+    r = V.normalize_scale(scale)
+    kh, kw = weight.shape[2], weight.shape[3]
+    pads = V.resolve_padding(padding, kh, kw, 1)
+    V.check_conv_geometry(_OP, x, kh, kw, pads, 1)
+    V.check_shuffle_channels(_OP, weight.shape[0], r)
+    b = resolve_backend(backend, x.device, _OP)
+    V.check_backend_dtype(_OP, x.dtype, b)
+    return _conv_relu_upsample_op(x, weight, bias, *pads, r, b)
