@@ -1,0 +1,389 @@
+"""Options, fixtures and the end-of-session summary of the fastcodec benchmarks.
+
+Run from the repository root::
+
+    python -m pytest benches -q                  # full workload (8x192x32x48 symbols)
+    python -m pytest benches -q --quick          # CI-sized (2x192x8x12), a few seconds
+    python -m pytest benches -q --benchmark-json out.json --bench-summary out.txt
+
+``benches/run_coder_bench.sh`` runs the full benchmark once the CPU is idle and saves
+``benches/results/coder-cpu-<date>.{txt,json}`` (machine, command, load, summary; pytest-benchmark
+JSON). Each measurement records in ``extra_info["other_load_cores"]`` how much CPU the rest of the
+machine used while it was timed; the summary warns when that exceeds 0.15 cores.
+
+``python -m pytest`` alone does not collect ``benches/`` (the root ``pyproject.toml`` sets
+``testpaths = ["tests"]``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from coder_workload import FULL_SHAPE, QUICK_SHAPE, build_workload
+
+# Rows of the summary, in display order: key -> label.
+CODERS = {
+    "fastcodec-1t": "fastcodec, 1 thread",
+    "fastcodec-2t": "fastcodec, 2 threads",
+    "constriction": "constriction",
+    "compressai": "compressai",
+}
+ANCHORS = ("constriction", "compressai")
+OPS = ("encode", "decode")
+
+_RESULTS = pytest.StashKey[dict]()
+_SKIPS = pytest.StashKey[dict]()
+_WORKLOAD = pytest.StashKey[object]()
+_CPU_START = pytest.StashKey[tuple]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fastcodec benchmarks")
+    group.addoption(
+        "--quick",
+        action="store_true",
+        default=False,
+        help=f"small workload {'x'.join(map(str, QUICK_SHAPE))} and few rounds (CI smoke run)",
+    )
+    group.addoption(
+        "--coder-rounds",
+        type=int,
+        default=None,
+        help="timed rounds per coder benchmark (default: 80 fastcodec, 25 constriction, "
+        "7 compressai; 5 with --quick)",
+    )
+    group.addoption(
+        "--bench-summary",
+        default=None,
+        metavar="PATH",
+        help="also write the end-of-session summary table to PATH",
+    )
+
+
+def pytest_configure(config):
+    config.stash[_RESULTS] = {}
+    config.stash[_SKIPS] = {}
+    config.stash[_CPU_START] = _cpu_snapshot()
+
+
+def _cpu_snapshot():
+    """``(wall, busy CPU seconds of the whole machine, CPU seconds of this process)``; the
+    machine's figure is None where ``/proc/stat`` is unavailable."""
+    busy = None
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:9]]
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = (sum(fields) - fields[3] - fields[4]) / hz  # all but idle and iowait
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return time.monotonic(), busy, t.user + t.system
+
+
+#: Above this many cores' worth of CPU used by other processes, a measurement is flagged.
+DISTURBED_CORES = 0.15
+
+
+def _other_cores(start, end) -> float | None:
+    """Cores' worth of CPU that other processes used on average between two snapshots."""
+    wall = end[0] - start[0]
+    # Both counters tick at 100 Hz or so: below a quarter second the estimate is mostly noise.
+    if start[1] is None or end[1] is None or wall < 0.25:
+        return None
+    others = max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / wall
+    return min(others, float(os.cpu_count() or 1))
+
+
+def _other_load(config) -> str | None:
+    """How busy the rest of the machine was during the session."""
+    start = config.stash.get(_CPU_START, None)
+    if start is None:
+        return None
+    end = _cpu_snapshot()
+    others = _other_cores(start, end)
+    if others is None:
+        return None
+    return (
+        f"other processes used {others:.2f} of {os.cpu_count()} cores on average during the "
+        f"session ({end[0] - start[0]:.1f} s)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def quick(pytestconfig) -> bool:
+    return bool(pytestconfig.getoption("--quick"))
+
+
+@pytest.fixture(scope="session")
+def coder_workload(pytestconfig, quick):
+    """The coder workload, built once per session."""
+    workload = build_workload(QUICK_SHAPE if quick else FULL_SHAPE)
+    pytestconfig.stash[_WORKLOAD] = workload
+    return workload
+
+
+@pytest.fixture(scope="session")
+def rounds(pytestconfig, quick):
+    """``rounds(coder)``: how many timed rounds a benchmark of that coder runs."""
+    forced = pytestconfig.getoption("--coder-rounds")
+    defaults = {"fastcodec": 80, "constriction": 25, "compressai": 7}
+
+    def pick(coder: str) -> int:
+        if forced:
+            return max(1, forced)
+        return 5 if quick else defaults[coder.split("-")[0]]
+
+    return pick
+
+
+@pytest.fixture(scope="session")
+def coder_results(pytestconfig):
+    """Registry ``{(coder_key, op): metrics}`` shared by the tests and the summary."""
+    return pytestconfig.stash[_RESULTS]
+
+
+@pytest.fixture(scope="session")
+def note_skip(pytestconfig):
+    """``note_skip(coder_key, reason)``: prints the reason, keeps it for the summary and skips."""
+    skips = pytestconfig.stash[_SKIPS]
+
+    def skip(key: str, reason: str):
+        if key not in skips:
+            skips[key] = reason
+            print(f"\n[benches] {CODERS.get(key, key)} skipped: {reason}", flush=True)
+        pytest.skip(f"{CODERS.get(key, key)}: {reason}")
+
+    return skip
+
+
+# --------------------------------------------------------------------------------------------
+# throughput reporting
+
+
+class Timed:
+    """Wraps a function and keeps the wall time of each call (also when pytest-benchmark's own
+    timing is disabled, e.g. with ``--benchmark-disable``)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.durations: list[float] = []
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.durations.append(time.perf_counter() - t0)
+        return out
+
+
+def run_benchmark(benchmark, fn, rounds: int, warmup_rounds: int = 1):
+    """Times ``fn()`` with pytest-benchmark (``rounds`` rounds of one call, after warm-up) and
+    returns ``(last result, seconds per call)`` where the seconds are the median round."""
+    timed = Timed(fn)
+    before = _cpu_snapshot()
+    result = benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+    others = _other_cores(before, _cpu_snapshot())
+    if others is not None:  # CPU the rest of the machine used meanwhile, in cores
+        benchmark.extra_info["other_load_cores"] = round(others, 3)
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None and getattr(stats, "rounds", 0):
+        seconds, best = float(stats.median), float(stats.min)
+    else:  # benchmarking disabled: use our own clock on whatever calls ran
+        kept = timed.durations[-rounds:] or timed.durations
+        seconds, best = statistics.median(kept), min(kept)
+    return result, seconds, best
+
+
+def report_throughput(
+    benchmark,
+    results: dict,
+    *,
+    coder: str,
+    op: str,
+    workload,
+    seconds: float,
+    best_seconds: float,
+    stream_bytes: int,
+    threads: int = 1,
+    version: str | None = None,
+    note: str | None = None,
+    state_bytes_per_stream: int = 0,
+) -> dict:
+    """Records the throughput of one benchmark in ``benchmark.extra_info`` and in the registry.
+
+    Msym/s, ns/symbol and MB/s (compressed bytes produced by encode / consumed by decode) are
+    from the median round; bits/symbol counts every byte of every stream; the overhead is
+    relative to the table cross-entropy of the workload (coder_workload.ideal_bits), in total
+    and for the payload alone (without ``state_bytes_per_stream``, the fixed final coder state).
+    """
+    n = workload.num_symbols
+    bits = 8.0 * stream_bytes
+    info = {
+        "coder": coder,
+        "op": op,
+        "threads": threads,
+        "symbols": n,
+        "streams": workload.num_streams,
+        "workload": "x".join(map(str, workload.shape)),
+        "timing": "median round",
+        "seconds": seconds,
+        "best_seconds": best_seconds,
+        "Msym_per_s": n / seconds / 1e6,
+        "Msym_per_s_best": n / best_seconds / 1e6,
+        "ns_per_symbol": seconds / n * 1e9,
+        "MB_per_s": stream_bytes / seconds / 1e6,
+        "stream_bytes": stream_bytes,
+        "bits_per_symbol": bits / n,
+        "ideal_bits_per_symbol": workload.ideal_bits_per_symbol,
+        "overhead_vs_ideal_pct": (bits / workload.ideal_bits - 1.0) * 100.0,
+        "state_bytes_per_stream": state_bytes_per_stream,
+        "payload_overhead_vs_ideal_pct": (
+            (bits - 8.0 * state_bytes_per_stream * workload.num_streams) / workload.ideal_bits - 1.0
+        ) * 100.0,
+        "escapes": workload.num_escapes,
+    }
+    if version:
+        info["version"] = version
+    if note:
+        info["note"] = note
+    benchmark.extra_info.update(info)
+    # The registry keeps the extra_info dict itself, so ratios filled in later (once the anchors
+    # have run) also reach pytest-benchmark's JSON, which is written at the end of the session.
+    results[(coder, op)] = benchmark.extra_info
+    fill_ratios(results)
+    return benchmark.extra_info
+
+
+def fill_ratios(results: dict) -> None:
+    """fastcodec speed-ups (Msym/s ratio, same op) over every anchor measured in this run."""
+    for (coder, op), info in results.items():
+        if not coder.startswith("fastcodec"):
+            continue
+        for anchor in ANCHORS:
+            other = results.get((anchor, op))
+            if other is not None:
+                info[f"speedup_vs_{anchor}"] = info["Msym_per_s"] / other["Msym_per_s"]
+
+
+# --------------------------------------------------------------------------------------------
+# end of session
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    # Before pytest-benchmark's own hook wrapper writes the JSON.
+    fill_ratios(session.config.stash.get(_RESULTS, {}))
+    yield
+
+
+def summary_lines(config) -> list[str]:
+    results = config.stash.get(_RESULTS, {})
+    skips = config.stash.get(_SKIPS, {})
+    workload = config.stash.get(_WORKLOAD, None)
+    if not results and not skips:
+        return []
+    fill_ratios(results)
+    lines = []
+    if workload is not None:
+        lines.append(f"workload: {workload.describe()}")
+        lines.append(
+            f"ideal (table cross-entropy, escape payloads not counted): "
+            f"{workload.ideal_bits_per_symbol:.4f} bits/symbol; {workload.num_escapes} escaped "
+            f"symbols"
+        )
+    lines.append("throughput: median round; Msym/s = symbols / s; MB/s = compressed bytes / s")
+    lines.append("vs ideal: all bytes; payload: without each stream's fixed final coder state "
+                 "(fastcodec: 32 bytes)")
+    header = (
+        f"{'coder':<24}{'enc Msym/s':>11}{'dec Msym/s':>11}{'enc ns/sym':>11}{'dec ns/sym':>11}"
+        f"{'enc MB/s':>10}{'bits/sym':>10}{'vs ideal':>10}{'payload':>10}"
+    )
+    disturbed = []
+    lines.append(header)
+    lines.append("-" * len(header))
+
+    def fmt(value, spec):
+        return format(value, spec) if value is not None else "-"
+
+    for key, label in CODERS.items():
+        enc, dec = results.get((key, "encode")), results.get((key, "decode"))
+        if enc is None and dec is None:
+            reason = skips.get(key)
+            if reason:
+                lines.append(f"{label:<24}skipped: {reason}")
+            continue
+        any_info = enc or dec
+        version = any_info.get("version")
+        name = f"{label} {version}" if version and not key.startswith("fastcodec") else label
+        lines.append(
+            f"{name:<24}"
+            f"{fmt(enc and enc['Msym_per_s'], '11.1f'):>11}"
+            f"{fmt(dec and dec['Msym_per_s'], '11.1f'):>11}"
+            f"{fmt(enc and enc['ns_per_symbol'], '11.2f'):>11}"
+            f"{fmt(dec and dec['ns_per_symbol'], '11.2f'):>11}"
+            f"{fmt(enc and enc['MB_per_s'], '10.1f'):>10}"
+            f"{any_info['bits_per_symbol']:>10.4f}"
+            f"{any_info['overhead_vs_ideal_pct']:>+9.3f}%"
+            f"{any_info['payload_overhead_vs_ideal_pct']:>+9.4f}%"
+        )
+        for op, info in (("encode", enc), ("decode", dec)):
+            load = info.get("other_load_cores") if info else None
+            if load is not None and load > DISTURBED_CORES:
+                disturbed.append(f"{label} {op} ({load:.2f} cores)")
+    ratio_lines = []
+    for anchor in ANCHORS:
+        parts = []
+        for key in ("fastcodec-1t", "fastcodec-2t"):
+            for op in OPS:
+                info = results.get((key, op))
+                if info is not None and f"speedup_vs_{anchor}" in info:
+                    parts.append(f"{op} {key[-2:]} {info[f'speedup_vs_{anchor}']:.2f}x")
+        if parts:
+            ratio_lines.append(f"fastcodec/{anchor}: " + ", ".join(parts))
+        elif anchor in skips:
+            ratio_lines.append(f"fastcodec/{anchor}: n/a ({anchor} skipped)")
+    if ratio_lines:
+        lines.append("speed ratios (Msym/s, same op; 1t/2t = fastcodec threads, anchors 1 thread):")
+        lines.extend("  " + r for r in ratio_lines)
+    load = _other_load(config)
+    if load:
+        lines.append(load)
+    if disturbed:
+        lines.append(
+            f"WARNING: other processes used > {DISTURBED_CORES} cores while timing "
+            + ", ".join(disturbed)
+            + "; those numbers are unreliable"
+        )
+    if ("constriction", "encode") in results:
+        lines.append(
+            "note: constriction codes escaped symbols as the escape bin only (no bypass payload); "
+            "its tables are the same 16-bit frequencies re-quantized to its 24-bit precision"
+        )
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = summary_lines(config)
+    if not lines:
+        return
+    terminalreporter.section("range coder summary")
+    for line in lines:
+        terminalreporter.write_line(line)
+    path = config.getoption("--bench-summary")
+    if path:
+        env = f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(f"# {env}\n")
+            fh.write("\n".join(lines) + "\n")
+        terminalreporter.write_line(f"summary written to {path}")
