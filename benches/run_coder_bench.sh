@@ -38,7 +38,7 @@ while :; do
     echo "waiting for an idle CPU (${busy}% busy)" >&2
 done
 
-cmd=(python -m pytest benches -q -p no:cacheprovider
+cmd=(pytest benches -q -p no:cacheprovider
      --benchmark-json "${base}.json" --bench-summary "${base}.summary.tmp")
 [[ -n "${QUICK:-}" ]] && cmd+=(--quick)
 load_before="$(uptime)"

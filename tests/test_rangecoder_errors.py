@@ -7,6 +7,7 @@ fuzz also runs in a subprocess with a timeout so that a crash or a hang is repor
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import sys
 import textwrap
 
@@ -520,8 +521,9 @@ def test_random_bytes_never_crash_or_hang(tmp_path):
         print(results["ok"], results["error"])
         """
     )
+    # Run outside the checkout, so the installed package is imported, not the source tree.
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, f"decoder crashed (rc {proc.returncode}): {proc.stderr[-2000:]}"
     ok, errors = map(int, proc.stdout.split())
     assert ok + errors == 20000
