@@ -150,10 +150,14 @@ _HINTS = {"Cin": 16, "Cout": 16, "sxc": 1, "soc": 1, "sxn": 16, "sxh": 16, "sxw"
 # ---------------------------------------------------------------------------------------------
 # conv_relu_pool: BLOCK_M counts *pooled* pixels; the dot has BLOCK_M * WIN rows (WIN = 4 for 2x2).
 # ---------------------------------------------------------------------------------------------
+# Every config compiles without spills for every dtype / K walk / precision on sm_80 and sm_90a:
+# ``python -m fastcodec.kernels.check`` (benches/results/kernel-resources.md).  Replaced after it:
+# 32x64x32 w4 s4 (fp32 TF32 flat-K: 4 B spill stores on sm_80) -> 3 stages; 16x128x64 w4 s3 (IEEE
+# fp32: 48-152 B spill stores on sm_80 and sm_90) -> 8 warps.
 _POOL_CONFIGS = [
     _cfg(32, 128, 32, 8, 3),  # 128 x 128 dot tile
-    _cfg(32, 64, 32, 4, 4),   # 128 x 64
-    _cfg(16, 128, 64, 4, 3),  # 64 x 128, deep K (large Cin)
+    _cfg(32, 64, 32, 4, 3),   # 128 x 64
+    _cfg(16, 128, 64, 8, 3),  # 64 x 128, deep K (large Cin)
     _cfg(64, 64, 32, 8, 3),   # 256 x 64 (few output channels, many pixels)
     _cfg(16, 64, 64, 4, 4),   # 64 x 64, small problems / occupancy
     _cfg(32, 32, 32, 4, 4),   # 128 x 32 (Cout <= 32)
@@ -171,10 +175,17 @@ def _pool_constexprs(dtype):
 # ---------------------------------------------------------------------------------------------
 # conv_relu_upsample: BLOCK_M conv pixels x BLOCK_N conv channels (C * scale**2).
 # ---------------------------------------------------------------------------------------------
+# Changed after the resource check (python -m fastcodec.kernels.check):
+# * 128x128x32 w8 s3 removed: on sm_90a ptxas serializes its fp16/bf16 wgmma (C7515, non-wgmma
+#   instructions define accumulator registers inside the pipeline stage) -- as it does for every
+#   BLOCK_N=128 tile here with 8 or 16 warps; with 4 warps the 128x128 tile spills.  256x64x32 w8
+#   below covers the same tile area.
+# * 128x64x32 w4 s4 (fp32 flat-K: 8-12 B spill stores, TF32 on sm_80, IEEE on both) -> 8 warps.
+# * 64x128x64 w4 s3 (IEEE fp32: 8-28 B spill stores; with 8 warps the wgmma is serialized as above)
+#   -> 64x128x32 w4 s4.
 _UPSAMPLE_CONFIGS = [
-    _cfg(128, 128, 32, 8, 3),
-    _cfg(128, 64, 32, 4, 4),
-    _cfg(64, 128, 64, 4, 3),
+    _cfg(128, 64, 32, 8, 4),
+    _cfg(64, 128, 32, 4, 4),
     _cfg(256, 64, 32, 8, 3),
     _cfg(64, 64, 64, 4, 4),
     _cfg(128, 16, 32, 4, 4),  # last layer: 3 colour channels x 4 = 12 conv channels
