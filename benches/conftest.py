@@ -13,6 +13,11 @@ machine used while it was timed; the summary warns when that exceeds 0.15 cores.
 
 ``python -m pytest`` alone does not collect ``benches/`` (the root ``pyproject.toml`` sets
 ``testpaths = ["tests"]``).
+
+The fused-ops group (``test_bench_ops.py``, workload and timing in ``ops_workload.py``) has its
+own ``--ops-*`` options and its own summary section; ``benches/gpu_ops.sh`` runs it on a GPU::
+
+    python -m pytest benches -q -k ops --ops-summary out.txt
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ _RESULTS = pytest.StashKey[dict]()
 _SKIPS = pytest.StashKey[dict]()
 _WORKLOAD = pytest.StashKey[object]()
 _CPU_START = pytest.StashKey[tuple]()
+_OPS_ENV = pytest.StashKey[object]()  # ops_workload.OpsEnv, once an ops benchmark ran
+_OPS_SKIPS = pytest.StashKey[dict]()
+_OPS_GIT = pytest.StashKey[str]()
+_OPS_CPU_START = pytest.StashKey[tuple]()
 
 
 def pytest_addoption(parser):
@@ -64,11 +73,78 @@ def pytest_addoption(parser):
         metavar="PATH",
         help="also write the end-of-session summary table to PATH",
     )
+    # fused-ops group (test_bench_ops.py)
+    group.addoption(
+        "--ops-device",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="device of the fused-ops benchmarks (auto: cuda when torch sees a GPU)",
+    )
+    group.addoption(
+        "--ops-dtypes",
+        default=None,
+        metavar="LIST",
+        help="fused-ops dtypes, comma-separated from fp32,fp16,bf16 (default on CUDA: bf16 in both "
+        "layouts, fp16 and fp32 channels_last; CPU: fp32)",
+    )
+    group.addoption(
+        "--ops-layouts",
+        default=None,
+        metavar="LIST",
+        help="fused-ops memory layouts, comma-separated from nchw,cl (channels_last)",
+    )
+    group.addoption(
+        "--ops-no-compile",
+        action="store_true",
+        default=False,
+        help="skip the torch.compile variants of the fused-ops benchmarks",
+    )
+    group.addoption(
+        "--ops-compile-mode",
+        default=None,
+        help="torch.compile mode of the fused-ops baseline (default: max-autotune on CUDA, "
+        "default on CPU)",
+    )
+    group.addoption(
+        "--ops-rounds",
+        type=int,
+        default=None,
+        help="pytest-benchmark rounds per fused-ops benchmark (default: CPU 40, 5 with --quick; "
+        "CUDA 15 synchronous calls, next to the CUDA-event timing)",
+    )
+    group.addoption(
+        "--ops-cuda-backend",
+        action="store_true",
+        default=False,
+        help="fused-ops on CUDA: also time backend='cuda' (the CUDA C++ kernels), when built",
+    )
+    group.addoption(
+        "--ops-threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for the fused-ops benchmarks on CPU (default 1; 0: torch's "
+        "default)",
+    )
+    group.addoption(
+        "--ops-deadline",
+        type=float,
+        default=None,
+        metavar="EPOCH",
+        help="wall-clock time (seconds since the epoch) after which fused-ops benchmarks that "
+        "would not finish are skipped with a note (torch.compile ones first)",
+    )
+    group.addoption(
+        "--ops-summary",
+        default=None,
+        metavar="PATH",
+        help="also write the fused-ops summary (machine, command, table) to PATH",
+    )
 
 
 def pytest_configure(config):
     config.stash[_RESULTS] = {}
     config.stash[_SKIPS] = {}
+    config.stash[_OPS_SKIPS] = {}
     config.stash[_CPU_START] = _cpu_snapshot()
 
 
@@ -163,6 +239,33 @@ def note_skip(pytestconfig):
             skips[key] = reason
             print(f"\n[benches] {CODERS.get(key, key)} skipped: {reason}", flush=True)
         pytest.skip(f"{CODERS.get(key, key)}: {reason}")
+
+    return skip
+
+
+@pytest.fixture(scope="session")
+def ops_env(pytestconfig):
+    """The fused-ops session state (``ops_workload.OpsEnv``): settings, machine, ceilings,
+    the current case's inputs and the results. Imports torch (only the ops group needs it)."""
+    import ops_workload
+
+    env = ops_workload.OpsEnv(ops_workload.settings_from_config(pytestconfig))
+    pytestconfig.stash[_OPS_ENV] = env
+    pytestconfig.stash[_OPS_CPU_START] = _cpu_snapshot()
+    return env
+
+
+@pytest.fixture(scope="session")
+def ops_note_skip(pytestconfig):
+    """``ops_note_skip(key, reason)``: prints the reason once per key, keeps it for the ops
+    summary and skips the test."""
+    skips = pytestconfig.stash[_OPS_SKIPS]
+
+    def skip(key: str, reason: str):
+        if key not in skips:
+            skips[key] = reason
+            print(f"\n[benches] ops {key} skipped: {reason}", flush=True)
+        pytest.skip(f"ops {key}: {reason}")
 
     return skip
 
@@ -283,6 +386,11 @@ def fill_ratios(results: dict) -> None:
 def pytest_sessionfinish(session, exitstatus):
     # Before pytest-benchmark's own hook wrapper writes the JSON.
     fill_ratios(session.config.stash.get(_RESULTS, {}))
+    ops_env = session.config.stash.get(_OPS_ENV, None)
+    if ops_env is not None:  # ratios of the ops group, into the same extra_info dicts
+        import ops_workload
+
+        ops_workload.fill_ratios(ops_env.results)
     yield
 
 
@@ -373,6 +481,11 @@ def summary_lines(config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    _coder_terminal_summary(terminalreporter, config)
+    _ops_terminal_summary(terminalreporter, exitstatus, config)
+
+
+def _coder_terminal_summary(terminalreporter, config):
     lines = summary_lines(config)
     if not lines:
         return
@@ -387,3 +500,79 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             fh.write(f"# {env}\n")
             fh.write("\n".join(lines) + "\n")
         terminalreporter.write_line(f"summary written to {path}")
+
+
+def _ops_terminal_summary(terminalreporter, exitstatus, config):
+    env = config.stash.get(_OPS_ENV, None)
+    skips = config.stash.get(_OPS_SKIPS, {})
+    if env is None and not skips:
+        return
+    lines = _ops_summary_lines(config)
+    terminalreporter.section("fused ops summary")
+    for line in lines:
+        terminalreporter.write_line(line)
+    path = config.getoption("--ops-summary")
+    if path:
+        _write_ops_summary(config, path, lines, f"pytest exit status: {int(exitstatus)}")
+        terminalreporter.write_line(f"ops summary written to {path}")
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """With ``--ops-summary``, the file is rewritten after each ops benchmark, so a run stopped
+    from outside (a time limit) still leaves the results so far."""
+    if "ops_item" not in getattr(item, "fixturenames", ()):
+        return
+    path = item.config.getoption("--ops-summary")
+    env = item.config.stash.get(_OPS_ENV, None)
+    if path and env is not None:
+        _write_ops_summary(item.config, path, _ops_summary_lines(item.config),
+                           "run in progress (partial results)")
+
+
+def _ops_summary_lines(config) -> list:
+    import ops_workload
+
+    env = config.stash.get(_OPS_ENV, None)
+    lines = ops_workload.summary_lines(env, config.stash.get(_OPS_SKIPS, {}), DISTURBED_CORES)
+    start = config.stash.get(_OPS_CPU_START, None)
+    if start is not None:
+        end = _cpu_snapshot()
+        others = _other_cores(start, end)
+        if others is not None:
+            lines.append(f"other processes used {others:.2f} of {os.cpu_count()} cores on average "
+                         f"during the ops benchmarks ({end[0] - start[0]:.1f} s)")
+            if others > DISTURBED_CORES and env is not None and env.kind == "cpu":
+                lines.append(f"WARNING: that is more than {DISTURBED_CORES} cores: the CPU "
+                             "timings above are unreliable")
+    return lines
+
+
+def _write_ops_summary(config, path: str, lines: list, state: str) -> None:
+    import shlex
+    import subprocess
+
+    args = " ".join(shlex.quote(a) for a in config.invocation_params.args)
+    rev = config.stash.get(_OPS_GIT, None)
+    if rev is None:
+        try:
+            git = ["git", "-C", str(config.rootpath)]
+            rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(git + ["status", "--porcelain", "--", "benches", "fastcodec",
+                                          "csrc"], capture_output=True, text=True, timeout=10)
+            if rev and dirty.stdout.strip():
+                rev += " (benches/fastcodec/csrc modified in the working tree)"
+        except (OSError, subprocess.SubprocessError):
+            rev = ""
+        config.stash[_OPS_GIT] = rev
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(f"fastcodec fused-ops benchmark, {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        fh.write(f"command: python -m pytest {args}\n")
+        fh.write(f"machine: {platform.node()}, {platform.platform()}\n")
+        if rev:
+            fh.write(f"git: {rev}\n")
+        fh.write(f"{state}\n\n")
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
