@@ -19,6 +19,7 @@ environment is read when the graph is traced, not each time it runs).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from typing import Optional, Tuple
@@ -144,3 +145,47 @@ def resolve_backend(requested: Optional[str], device: torch.device, op: str) -> 
     if kind:
         raise RuntimeError(message)
     return backend
+
+
+#: Kernel launcher of each (op, backend): module and function, imported on first use.
+_LAUNCHERS = {
+    ("conv_relu_pool", "triton"): ("fastcodec.kernels.conv_relu_pool", "conv_relu_pool_triton"),
+    ("conv_relu_pool", "cuda"): ("fastcodec.kernels.cuda_ops", "conv_relu_pool_cuda"),
+    ("conv_relu_upsample", "triton"): (
+        "fastcodec.kernels.conv_relu_upsample",
+        "conv_relu_upsample_triton",
+    ),
+    ("conv_relu_upsample", "cuda"): ("fastcodec.kernels.cuda_ops", "conv_relu_upsample_cuda"),
+}
+
+
+def launch_kernel(
+    op: str,
+    backend: str,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    memory_format: torch.memory_format,
+    expected_shape: Tuple[int, ...],
+    **geometry,
+) -> torch.Tensor:
+    """Runs ``op`` on a kernel backend ("triton" or "cuda") with inputs laid out as the launchers
+    expect; checks the result's shape and dtype and returns it in ``memory_format``."""
+    try:
+        module, name = _LAUNCHERS[(op, backend)]
+    except KeyError:
+        raise ValueError(f"{op}: unknown backend {backend!r}") from None
+    launch = getattr(importlib.import_module(module), name)
+    out = launch(
+        x.contiguous(memory_format=memory_format),
+        weight.contiguous(),
+        None if bias is None else bias.contiguous(),
+        **geometry,
+    )
+    if tuple(out.shape) != tuple(expected_shape) or out.dtype != x.dtype:
+        raise RuntimeError(
+            f"{op}: the {backend!r} backend returned {tuple(out.shape)} {out.dtype}, expected "
+            f"{tuple(expected_shape)} {x.dtype}"
+        )
+    # The fake implementation promises this layout; a launcher that missed it costs a copy.
+    return out.contiguous(memory_format=memory_format)

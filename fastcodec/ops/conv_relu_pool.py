@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _validate as V
-from ._backend import resolve_backend
+from ._backend import launch_kernel, resolve_backend
 
 _OP = "conv_relu_pool"
 aten = torch.ops.aten
@@ -72,31 +72,11 @@ def _conv_relu_pool_op(
     if backend == "torch" or x.numel() == 0:
         out = _reference(x, weight, bias, stride, pads, pool, pool_size)
         return out.contiguous(memory_format=fmt)
-    if backend == "triton":
-        from fastcodec.kernels.conv_relu_pool import conv_relu_pool_triton as launch
-    elif backend == "cuda":
-        from fastcodec.kernels.cuda_ops import conv_relu_pool_cuda as launch
-    else:
-        raise ValueError(f"{_OP}: unknown backend {backend!r}")
-    out = launch(
-        x.contiguous(memory_format=fmt),
-        weight.contiguous(),
-        None if bias is None else bias.contiguous(),
-        stride=stride,
-        pad_top=pad_top,
-        pad_left=pad_left,
-        out_h=oh,
-        out_w=ow,
-        pool=pool,
-        pool_size=pool_size,
+    return launch_kernel(
+        _OP, backend, x, weight, bias, fmt, shape,
+        stride=stride, pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow,
+        pool=pool, pool_size=pool_size,
     )
-    if tuple(out.shape) != tuple(shape) or out.dtype != x.dtype:
-        raise RuntimeError(
-            f"{_OP}: the {backend!r} backend returned {tuple(out.shape)} {out.dtype}, expected "
-            f"{tuple(shape)} {x.dtype}"
-        )
-    # The fake implementation promises this layout; a launcher that missed it costs a copy.
-    return out.contiguous(memory_format=fmt)
 
 
 @_conv_relu_pool_op.register_fake

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _validate as V
-from ._backend import resolve_backend
+from ._backend import launch_kernel, resolve_backend
 from .conv_relu_pool import _padded_conv
 
 _OP = "conv_relu_upsample"
@@ -51,28 +51,10 @@ def _conv_relu_upsample_op(
     if backend == "torch" or x.numel() == 0:
         y, _ = _padded_conv(x, weight, bias, 1, pads)
         return F.pixel_shuffle(F.relu(y), scale).contiguous(memory_format=fmt)
-    if backend == "triton":
-        from fastcodec.kernels.conv_relu_upsample import conv_relu_upsample_triton as launch
-    elif backend == "cuda":
-        from fastcodec.kernels.cuda_ops import conv_relu_upsample_cuda as launch
-    else:
-        raise ValueError(f"{_OP}: unknown backend {backend!r}")
-    out = launch(
-        x.contiguous(memory_format=fmt),
-        weight.contiguous(),
-        None if bias is None else bias.contiguous(),
-        pad_top=pad_top,
-        pad_left=pad_left,
-        out_h=oh,
-        out_w=ow,
-        scale=scale,
+    return launch_kernel(
+        _OP, backend, x, weight, bias, fmt, shape,
+        pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow, scale=scale,
     )
-    if tuple(out.shape) != tuple(shape) or out.dtype != x.dtype:
-        raise RuntimeError(
-            f"{_OP}: the {backend!r} backend returned {tuple(out.shape)} {out.dtype}, expected "
-            f"{tuple(shape)} {x.dtype}"
-        )
-    return out.contiguous(memory_format=fmt)
 
 
 @_conv_relu_upsample_op.register_fake
