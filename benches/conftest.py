@@ -11,6 +11,10 @@ Run from the repository root::
 JSON). Each measurement records in ``extra_info["other_load_cores"]`` how much CPU the rest of the
 machine used while it was timed; the summary warns when that exceeds 0.15 cores.
 
+``fastcodec bench [--group coder|ops|all] [--quick] [--compare OLD.json] [--plot]`` runs this
+suite in a subprocess and stores ``benches/results/<group>-<host>-<date>-<commit>.json`` with the
+machine (fastcodec/bench.py; benches/README.md).
+
 ``python -m pytest`` alone does not collect ``benches/`` (the root ``pyproject.toml`` sets
 ``testpaths = ["tests"]``).
 
@@ -43,6 +47,7 @@ ANCHORS = ("constriction", "compressai")
 OPS = ("encode", "decode")
 
 _RESULTS = pytest.StashKey[dict]()
+_BATCH = pytest.StashKey[dict]()  # (op, batch, threads) -> extra_info of test_fastcodec_batch
 _SKIPS = pytest.StashKey[dict]()
 _WORKLOAD = pytest.StashKey[object]()
 _CPU_START = pytest.StashKey[tuple]()
@@ -143,6 +148,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.stash[_RESULTS] = {}
+    config.stash[_BATCH] = {}
     config.stash[_SKIPS] = {}
     config.stash[_OPS_SKIPS] = {}
     config.stash[_CPU_START] = _cpu_snapshot()
@@ -227,6 +233,12 @@ def rounds(pytestconfig, quick):
 def coder_results(pytestconfig):
     """Registry ``{(coder_key, op): metrics}`` shared by the tests and the summary."""
     return pytestconfig.stash[_RESULTS]
+
+
+@pytest.fixture(scope="session")
+def batch_results(pytestconfig):
+    """Registry ``{(op, batch, threads): extra_info}`` of the batch-size benchmarks."""
+    return pytestconfig.stash[_BATCH]
 
 
 @pytest.fixture(scope="session")
@@ -367,6 +379,34 @@ def report_throughput(
     return benchmark.extra_info
 
 
+def report_batch(benchmark, results: dict, *, op: str, batch: int, threads: int, symbols: int,
+                 image_shape: tuple, seconds: float, best_seconds: float,
+                 stream_bytes: int) -> dict:
+    """Records one point of fastcodec's throughput vs batch size (``test_fastcodec_batch``):
+    Msym/s, ns/symbol, MB/s as in :func:`report_throughput`, and images/s (one stream = the
+    latent of one image, ``image_shape`` = its ``(C, H, W)``)."""
+    info = {
+        "coder": f"fastcodec-{threads}t",
+        "op": op,
+        "threads": threads,
+        "batch": batch,
+        "symbols": symbols,
+        "streams": batch,
+        "workload": "x".join(map(str, (batch, *image_shape))),
+        "timing": "median round",
+        "seconds": seconds,
+        "best_seconds": best_seconds,
+        "Msym_per_s": symbols / seconds / 1e6,
+        "ns_per_symbol": seconds / symbols * 1e9,
+        "MB_per_s": stream_bytes / seconds / 1e6,
+        "images_per_s": batch / seconds,
+        "stream_bytes": stream_bytes,
+    }
+    benchmark.extra_info.update(info)
+    results[(op, batch, threads)] = benchmark.extra_info
+    return benchmark.extra_info
+
+
 def fill_ratios(results: dict) -> None:
     """fastcodec speed-ups (Msym/s ratio, same op) over every anchor measured in this run."""
     for (coder, op), info in results.items():
@@ -398,7 +438,7 @@ def summary_lines(config) -> list[str]:
     results = config.stash.get(_RESULTS, {})
     skips = config.stash.get(_SKIPS, {})
     workload = config.stash.get(_WORKLOAD, None)
-    if not results and not skips:
+    if not results and not skips and not config.stash.get(_BATCH, {}):
         return []
     fill_ratios(results)
     lines = []
@@ -463,6 +503,16 @@ def summary_lines(config) -> list[str]:
     if ratio_lines:
         lines.append("speed ratios (Msym/s, same op; 1t/2t = fastcodec threads, anchors 1 thread):")
         lines.extend("  " + r for r in ratio_lines)
+    batch = config.stash.get(_BATCH, {})
+    if batch:
+        lines.append("fastcodec vs batch size (images of the workload; Msym/s encode / decode):")
+        for threads in sorted({t for _, _, t in batch}):
+            parts = []
+            for b in sorted({b for _, b, t in batch if t == threads}):
+                enc, dec = batch.get(("encode", b, threads)), batch.get(("decode", b, threads))
+                parts.append(f"b{b} {fmt(enc and enc['Msym_per_s'], '.0f')}/"
+                             f"{fmt(dec and dec['Msym_per_s'], '.0f')}")
+            lines.append(f"  {threads} thread{'s' if threads > 1 else ''}: " + ", ".join(parts))
     load = _other_load(config)
     if load:
         lines.append(load)

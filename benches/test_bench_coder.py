@@ -6,6 +6,10 @@ Each records Msym/s, ns/symbol, MB/s, bits/symbol and overhead vs ideal in ``ext
 fastcodec's also hold its speed-up over each anchor measured in the same run (the anchors run
 first; ratios are also filled in at the end of the session). The summary table is printed at
 the end of the session (conftest.py).
+
+``test_fastcodec_batch`` (group "coder-batch") times fastcodec on batches of 1, 2, 4 and 8 images
+of the same workload, 1 and 2 threads (Msym/s and images/s vs batch size; the summary has a line
+per thread count and ``fastcodec bench --plot`` draws it).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 import pytest
 
 from anchors import AnchorUnavailable, CompressAICoder, ConstrictionCoder
-from conftest import report_throughput, run_benchmark
+from conftest import report_batch, report_throughput, run_benchmark
 from fastcodec.rangecoder import CdfTables
 from fastcodec.rangecoder import STREAM_OVERHEAD_BYTES
 
@@ -148,4 +152,55 @@ def test_fastcodec_decode(
         benchmark, coder_results, coder=f"fastcodec-{threads}t", op="decode", workload=w,
         seconds=seconds, best_seconds=best, stream_bytes=sum(map(len, fastcodec_streams)),
         threads=threads, state_bytes_per_stream=STREAM_OVERHEAD_BYTES,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# fastcodec throughput vs batch size (group "coder-batch"; `fastcodec bench --plot` draws it)
+
+BATCH_SIZES = (1, 2, 4, 8)
+BATCH_CASES = [(op, b, t) for op in ("encode", "decode") for t in (1, 2) for b in BATCH_SIZES]
+
+
+@pytest.fixture(scope="module")
+def batch_inputs(coder_workload, fastcodec_tables):
+    """``{b: (symbols [b, C, H, W], streams)}``: the first ``b`` images of the workload (cycled
+    when ``b`` exceeds its batch, as in the quick workload), and their fastcodec streams."""
+    w = coder_workload
+    out = {}
+    for b in BATCH_SIZES:
+        symbols = np.ascontiguousarray(w.symbols[np.arange(b) % w.num_streams])
+        out[b] = symbols, fastcodec_tables.encode_batch(symbols, w.indexes, threads=1)
+    return out
+
+
+@pytest.mark.benchmark(group="coder-batch")
+@pytest.mark.parametrize(
+    "op,batch,threads", BATCH_CASES,
+    ids=[f"{op}-batch{b}-{t}thread{'s' if t > 1 else ''}" for op, b, t in BATCH_CASES],
+)
+def test_fastcodec_batch(
+    benchmark, op, batch, threads, fastcodec_tables, batch_inputs, coder_workload, batch_results,
+    rounds,
+):
+    """One stream per image, ``threads`` threads over the streams: with one image the second
+    thread has nothing to do, so the 2-thread curve shows where parallel streams start to pay."""
+    w = coder_workload
+    symbols, streams = batch_inputs[batch]
+    if op == "encode":
+        out, seconds, best = run_benchmark(
+            benchmark, lambda: fastcodec_tables.encode_batch(symbols, w.indexes, threads=threads),
+            rounds("fastcodec"),
+        )
+        assert out == streams
+    else:
+        out, seconds, best = run_benchmark(
+            benchmark, lambda: fastcodec_tables.decode_batch(streams, w.indexes, threads=threads),
+            rounds("fastcodec"),
+        )
+        assert np.array_equal(out, symbols)
+    report_batch(
+        benchmark, batch_results, op=op, batch=batch, threads=threads, symbols=int(symbols.size),
+        image_shape=w.shape[1:], seconds=seconds, best_seconds=best,
+        stream_bytes=sum(map(len, streams)),
     )
