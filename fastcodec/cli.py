@@ -56,6 +56,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if all(r["exact"] for r in rows) else 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    from fastcodec.train import main as train_main
+
+    return train_main(args.train_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastcodec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,10 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("images", nargs="*", help="image files (default: the bundled samples)")
     demo.add_argument("-o", "--out", default="fastcodec-demo", help="output folder (default: %(default)s)")
     demo.set_defaults(run=_demo)
+    from fastcodec import bench  # options, help and run() live there (stdlib-only import)
+
+    bench.configure_parser(sub.add_parser("bench", help="run the benchmark suite; store, compare, plot"))
+    train = sub.add_parser(
+        "train", add_help=False,
+        help="train the learned codec (options: fastcodec train --help)",
+    )
+    train.add_argument("train_args", nargs=argparse.REMAINDER)
+    train.set_defaults(run=_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "train":  # its options are parsed by fastcodec.train itself
+        return _train(argparse.Namespace(train_args=argv[1:]))
     args = build_parser().parse_args(argv)
     return args.run(args)
 

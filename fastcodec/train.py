@@ -1,0 +1,568 @@
+"""Training of the learned codec (``python -m fastcodec.train`` or ``fastcodec train``).
+
+One model learns every quality at once: each sample of a batch draws a quality index ``k`` and
+is trained with ``lambda_k * 255^2 * MSE + bpp`` (bpp from the likelihoods of the noisy latent);
+the entropy model's quantiles are fitted at the same time by the auxiliary loss (its own Adam).
+
+* Data: every PNG/JPEG under ``--data`` is decoded once into memory; batches are random
+  ``--crop`` crops with random horizontal flips, drawn from a seeded generator (per rank).
+* Devices: fp32 on CPU; on CUDA autocast (bf16 by default, fp16 with a GradScaler) unless
+  ``--amp none``. Under ``torchrun`` (``LOCAL_RANK`` set) the model is wrapped in
+  DistributedDataParallel, every rank draws its own crops and rank 0 logs and checkpoints.
+* Output folder ``--out``: ``log.jsonl`` (one JSON object per progress line and validation),
+  ``latest.pt`` (written atomically every ``--ckpt-every`` steps, every
+  ``--ckpt-every-minutes`` minutes, at the end and on SIGINT/SIGTERM), ``step_XXXXXXXX.pt``
+  snapshots every ``--keep-every`` steps. A checkpoint holds the model (and its config), both
+  optimizers, the scaler, the step, the RNG states and the arguments; ``--resume PATH`` (or
+  ``--resume auto`` = ``OUT/latest.pt`` when it exists) continues from it. On resume the model
+  config comes from the checkpoint; the other arguments (steps, learning rate, ...) from the
+  command line.
+* Validation (``--val``, every ``--val-every`` steps): centre crops of the validation images,
+  bpp (from the likelihoods of the rounded latent) and PSNR for every quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fastcodec.models.codec_model import DEFAULT_LAMBDAS, CodecModel
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp"}
+
+
+# ---------------------------------------------------------------------------------------------
+# arguments
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fastcodec train", description="Train the learned codec (all qualities at once)."
+    )
+    p.add_argument("--data", default="../shared/data/train", help="training images folder")
+    p.add_argument("--val", default="../shared/data/val", help="validation images ('' = none)")
+    p.add_argument("--out", required=True, help="output folder (log.jsonl, checkpoints)")
+    p.add_argument("--steps", type=int, default=1_000_000, help="total optimizer steps")
+    p.add_argument("--batch-size", type=int, default=8, help="crops per step (per rank)")
+    p.add_argument("--crop", type=int, default=128, help="crop size (multiple of 16)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of the main Adam")
+    p.add_argument("--prior-lr-mult", type=float, default=10.0,
+                   help="learning-rate multiplier of the prior's density network and the gains")
+    p.add_argument("--aux-lr", type=float, default=1e-3, help="learning rate of the aux Adam")
+    p.add_argument("--lr-decay-at", type=int, nargs="*", default=[],
+                   help="steps at which the learning rate is multiplied by --lr-decay")
+    p.add_argument("--lr-decay", type=float, default=0.1)
+    p.add_argument("--warmup", type=int, default=500, help="linear learning-rate warm-up steps")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", default=None, help="checkpoint to resume from, or 'auto'")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
+                   help="autocast on CUDA (auto = bf16 on CUDA, none on CPU)")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--val-every", type=int, default=2000, help="0 = only at the end")
+    p.add_argument("--val-crop", type=int, default=256, help="centre crop of validation images")
+    p.add_argument("--val-max-images", type=int, default=0, help="0 = all")
+    p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps")
+    p.add_argument("--ckpt-every-minutes", type=float, default=10.0,
+                   help="also checkpoint when this much time passed since the last one")
+    p.add_argument("--keep-every", type=int, default=50_000,
+                   help="keep a step_XXXXXXXX.pt snapshot every N steps (0 = never)")
+    p.add_argument("--max-images", type=int, default=0, help="use at most N training images")
+    # model (taken from the checkpoint on resume)
+    p.add_argument("--N", type=int, default=64, help="hidden width")
+    p.add_argument("--M", type=int, default=128, help="latent channels")
+    p.add_argument("--pool", default="avg", choices=["avg", "max"])
+    p.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS))
+    p.add_argument("--analysis-kernels", type=int, nargs=4, default=[5, 3, 3, 3])
+    p.add_argument("--synthesis-kernels", type=int, nargs=4, default=[3, 3, 3, 3])
+    p.add_argument("--last-width", type=int, default=None)
+    p.add_argument("--quantize", default="ste", choices=["ste", "noise"])
+    return p
+
+
+def model_config(args) -> dict:
+    return dict(
+        N=args.N, M=args.M, pool=args.pool, lambdas=list(args.lambdas),
+        analysis_kernels=list(args.analysis_kernels),
+        synthesis_kernels=list(args.synthesis_kernels),
+        last_width=args.last_width, quantize=args.quantize,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+
+
+def list_images(folder) -> List[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+
+
+def load_rgb(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+class CropSampler:
+    """Random crops (with random horizontal flips) from images held in memory."""
+
+    def __init__(self, images: List[np.ndarray], crop: int, seed) -> None:
+        if not images:
+            raise ValueError("no training images")
+        self.crop = crop
+        self.images = []
+        for im in images:  # images smaller than the crop are padded by reflection once
+            h, w = im.shape[:2]
+            ph, pw = max(0, crop - h), max(0, crop - w)
+            if ph or pw:
+                im = np.pad(im, ((0, ph), (0, pw), (0, 0)), mode="reflect" if
+                            (ph < h and pw < w) else "edge")
+            self.images.append(im)
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> torch.Tensor:
+        c = self.crop
+        out = np.empty((n, c, c, 3), dtype=np.uint8)
+        for i in range(n):
+            im = self.images[self.rng.integers(len(self.images))]
+            top = self.rng.integers(im.shape[0] - c + 1)
+            left = self.rng.integers(im.shape[1] - c + 1)
+            patch = im[top : top + c, left : left + c]
+            out[i] = patch[:, ::-1] if self.rng.random() < 0.5 else patch
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def centre_crop(im: np.ndarray, size: int) -> np.ndarray:
+    h, w = im.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    ch, cw = ch - ch % 16, cw - cw % 16
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return im[top : top + ch, left : left + cw]
+
+
+def load_val(folder, size: int, max_images: int = 0) -> Optional[torch.Tensor]:
+    """Centre crops (``size``, same for all) of the validation images as ``[V, 3, s, s]``."""
+    if not folder:
+        return None
+    paths = list_images(folder)
+    if max_images:
+        paths = paths[:max_images]
+    crops = [centre_crop(load_rgb(p), size) for p in paths]
+    crops = [c for c in crops if c.shape[:2] == (size, size)]
+    if not crops:
+        return None
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def psnr(mse: torch.Tensor) -> torch.Tensor:
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def validate(model: CodecModel, images: torch.Tensor, device, chunk: int = 4) -> dict:
+    """bpp (likelihoods of the rounded latent) and PSNR (of the clamped output) per quality,
+    averaged over images."""
+    was_training = model.training
+    model.eval()
+    k = model.num_qualities
+    bpp = torch.zeros(k, dtype=torch.float64)
+    pq = torch.zeros(k, dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start : start + chunk].to(device)
+        for q in range(k):
+            out = model(x, q)
+            mse = ((out["x_hat"].float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
+            bpp[q] += out["bpp"].double().sum().cpu()
+            pq[q] += psnr(mse).double().sum().cpu()
+    model.train(was_training)
+    n = images.shape[0]
+    return {
+        "bpp": [round(float(v / n), 4) for v in bpp],
+        "psnr": [round(float(v / n), 3) for v in pq],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def rng_state(sampler: CropSampler) -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "sampler": sampler.state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, sampler: CropSampler) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    sampler.set_state(state["sampler"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except Exception:  # different device count: keep the fresh states
+            pass
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a reader never sees a half-written latest.pt
+
+
+def load_checkpoint(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_model(path, device="cpu") -> CodecModel:
+    """The model of a training checkpoint, in eval mode."""
+    ckpt = load_checkpoint(path)
+    model = CodecModel.from_config(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_fast(name: str) -> bool:
+    """Parameters trained at ``--prior-lr-mult`` times the learning rate: the density network
+    of the prior and the gains (small, well-conditioned, and far from their optimum at init)."""
+    return (name.startswith("entropy.") and name != "entropy.quantiles") or name in (
+        "log_gain", "log_inv_gain")
+
+
+def learning_rate(args, step: int) -> float:
+    lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+    for s in args.lr_decay_at:
+        if step >= s:
+            lr *= args.lr_decay
+    return lr
+
+
+class _Stop:
+    """Turns SIGINT/SIGTERM into a flag so the loop can write a checkpoint before exiting."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _log(line: dict, text: str, log_file) -> None:
+    print(text, flush=True)
+    if log_file is not None:
+        log_file.write(json.dumps(line) + "\n")
+        log_file.flush()
+
+
+def run(args) -> dict:
+    """Trains as ``args`` says; returns the last progress record (rank 0) or {}."""
+    if args.crop % 16:
+        raise ValueError(f"--crop must be a multiple of 16, got {args.crop}")
+    distributed = "LOCAL_RANK" in os.environ
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    rank, world = 0, 1
+    if distributed:
+        import torch.distributed as dist
+
+        local_rank = int(os.environ["LOCAL_RANK"])
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    is_main = rank == 0
+    out = Path(args.out)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    amp = args.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    if device.type != "cuda" and amp != "none":
+        raise ValueError("--amp bf16/fp16 is for CUDA; CPU training runs in fp32")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+    resume = args.resume
+    if resume == "auto":
+        resume = str(out / "latest.pt") if (out / "latest.pt").exists() else None
+    ckpt = load_checkpoint(resume) if resume else None
+
+    random.seed(args.seed + rank)
+    np.random.seed((args.seed + rank) % 2**32)
+    torch.manual_seed(args.seed + rank)
+
+    config = ckpt["model_config"] if ckpt else model_config(args)
+    model = CodecModel.from_config(config).to(device)
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+    aux_params = [model.entropy.quantiles]
+    fast = [p for n, p in model.named_parameters() if _is_fast(n)]
+    slow = [p for n, p in model.named_parameters() if n != "entropy.quantiles" and not _is_fast(n)]
+    main_params = slow + fast
+    opt = torch.optim.Adam(
+        [{"params": slow}, {"params": fast}],
+        lr=args.lr,
+    )
+    aux_opt = torch.optim.Adam(aux_params, lr=args.aux_lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
+
+    ddp_model = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    paths = list_images(args.data)
+    if args.max_images:
+        paths = paths[: args.max_images]
+    t0 = time.perf_counter()
+    images = [load_rgb(p) for p in paths]
+    sampler = CropSampler(images, args.crop, [args.seed, rank])
+    val = load_val(args.val, args.val_crop, args.val_max_images) if (is_main and args.val) else None
+
+    step = 0
+    if ckpt:
+        opt.load_state_dict(ckpt["optimizer"])
+        aux_opt.load_state_dict(ckpt["aux_optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        step = int(ckpt["step"])
+        if rank == 0 and world == ckpt.get("world_size", 1):
+            set_rng_state(ckpt["rng"], sampler)
+        else:  # other ranks: fresh streams that depend on the step (no duplicated crops)
+            sampler = CropSampler(images, args.crop, [args.seed, rank, step])
+            torch.manual_seed(args.seed * 1_000_003 + rank * 7919 + step)
+    log_file = open(out / "log.jsonl", "a") if is_main else None
+    if is_main:
+        n_params = sum(p.numel() for p in model.parameters())
+        _log(
+            {"event": "start", "step": step, "resume": resume, "device": str(device),
+             "world_size": world, "amp": amp, "threads": torch.get_num_threads(),
+             "images": len(images), "val_images": 0 if val is None else int(val.shape[0]),
+             "params": n_params, "model_config": config, "args": vars(args),
+             "load_s": round(time.perf_counter() - t0, 2), "time": time.time()},
+            f"[train] {len(images)} images ({time.perf_counter() - t0:.1f} s), device {device}"
+            f" x{world}, amp {amp}, threads {torch.get_num_threads()}, {n_params:,} params, "
+            f"start step {step}" + (f" (resumed from {resume})" if resume else ""),
+            log_file,
+        )
+
+    def checkpoint(path: Path) -> None:
+        save_checkpoint(path, {
+            "model": model.state_dict(),
+            "model_config": config,
+            "optimizer": opt.state_dict(),
+            "aux_optimizer": aux_opt.state_dict(),
+            "scaler": scaler.state_dict(),
+            "step": step,
+            "rng": rng_state(sampler),
+            "args": vars(args),
+            "world_size": world,
+            "time": time.time(),
+        })
+
+    def run_val() -> None:
+        if val is None:
+            return
+        tv = time.perf_counter()
+        res = validate(model, val, device)
+        lambdas = model.lambdas.tolist()
+        text = "  ".join(f"q{i}({lam:g}): {b:.3f} bpp {p:.2f} dB"
+                         for i, (lam, b, p) in enumerate(zip(lambdas, res["bpp"], res["psnr"])))
+        _log({"event": "val", "step": step, "lambdas": lambdas, **res,
+              "seconds": round(time.perf_counter() - tv, 1), "time": time.time()},
+             f"[val] step {step}: {text}", log_file)
+
+    stop = _Stop()
+    stop.install()
+
+    def stop_now() -> bool:
+        """A signal stops the run at a step boundary; under DDP every rank must stop at the
+        same step, so the flag is agreed on (all-reduce, every --log-every steps)."""
+        if not distributed:
+            return stop.requested
+        if step % max(1, args.log_every):
+            return False
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if stop.requested else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop.requested = bool(flag.item() > 0)
+        return stop.requested
+    k = model.num_qualities
+    lambdas = model.lambdas
+    pixels_per_step = args.batch_size * args.crop * args.crop * world
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "psnr": 0.0, "aux": 0.0, "n": 0}
+    per_q = torch.zeros(3, k, dtype=torch.float64)  # per quality: count, bpp sum, PSNR sum
+    t_window, steps_window = time.perf_counter(), 0
+    last_ckpt_time = time.perf_counter()
+    last: dict = {}
+    model.train()
+    failed = False
+    try:
+        while step < args.steps and not stop_now():
+            lr = learning_rate(args, step)
+            for group, mult in zip(opt.param_groups, (1.0, args.prior_lr_mult)):
+                group["lr"] = lr * mult  # the command line wins over a resumed state
+            for group in aux_opt.param_groups:
+                group["lr"] = args.aux_lr
+            x = sampler.batch(args.batch_size).to(device, non_blocking=True)
+            qi = torch.randint(0, k, (x.shape[0],), device=device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                res = ddp_model(x, qi)
+            mse = ((res["x_hat"].float() - x) ** 2).flatten(1).mean(1)
+            bpp = res["bpp"]
+            loss = (lambdas[qi] * 255.0**2 * mse + bpp).mean()
+            aux = res["aux_loss"]
+            opt.zero_grad(set_to_none=True)
+            aux_opt.zero_grad(set_to_none=True)
+            # quantiles only get gradients from aux, the rest only from loss: one backward
+            scaler.scale(loss + aux).backward()
+            if args.clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(main_params, args.clip)
+            scaler.step(opt)
+            scaler.step(aux_opt)
+            scaler.update()
+            step += 1
+            steps_window += 1
+
+            with torch.no_grad():
+                loss_value = float(loss.detach())
+                acc["loss"] += loss_value
+                acc["bpp"] += float(bpp.mean())
+                acc["mse"] += float(mse.mean())
+                acc["psnr"] += float(psnr(mse).mean())
+                acc["aux"] += float(aux.detach())
+                acc["n"] += 1
+                per_q += torch.stack([
+                    torch.bincount(qi, minlength=k),
+                    torch.bincount(qi, weights=bpp.detach().float(), minlength=k),
+                    torch.bincount(qi, weights=psnr(mse.detach()).float(), minlength=k),
+                ]).double().cpu()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"non-finite loss at step {step}")
+
+            if is_main and (step % args.log_every == 0 or step == args.steps):
+                now = time.perf_counter()
+                dt = now - t_window
+                n = acc["n"]
+                last = {
+                    "event": "train", "step": step, "loss": acc["loss"] / n,
+                    "bpp": acc["bpp"] / n, "mse": acc["mse"] / n, "psnr": acc["psnr"] / n,
+                    "aux": acc["aux"] / n, "lr": lr, "steps_per_s": steps_window / dt,
+                    "mp_per_s": steps_window * pixels_per_step / dt / 1e6, "time": time.time(),
+                    "bpp_per_q": [round(float(v), 4) for v in per_q[1] / per_q[0].clamp_min(1)],
+                    "psnr_per_q": [round(float(v), 3) for v in per_q[2] / per_q[0].clamp_min(1)],
+                }
+                per_q.zero_()
+                _log(last,
+                     f"step {step:>8}  loss {last['loss']:8.4f}  bpp {last['bpp']:.4f}  "
+                     f"PSNR {last['psnr']:6.2f}  aux {last['aux']:8.2f}  lr {lr:.2e}  "
+                     f"{last['steps_per_s']:.2f} steps/s  {last['mp_per_s']:.3f} MP/s",
+                     log_file)
+                acc = {key: 0.0 for key in acc}
+                acc["n"] = 0
+                t_window, steps_window = now, 0
+            if is_main and args.val_every and step % args.val_every == 0:
+                run_val()
+                t_window = time.perf_counter()  # keep validation out of the speed figures
+            if is_main:
+                timed = (time.perf_counter() - last_ckpt_time) >= args.ckpt_every_minutes * 60
+                if (args.ckpt_every and step % args.ckpt_every == 0) or timed:
+                    checkpoint(out / "latest.pt")
+                    last_ckpt_time = time.perf_counter()
+                if args.keep_every and step % args.keep_every == 0:
+                    checkpoint(out / f"step_{step:08d}.pt")
+    except BaseException:
+        failed = True  # never overwrite latest.pt with the state of a failed step
+        raise
+    finally:
+        stop.restore()
+        if is_main and not failed:
+            checkpoint(out / "latest.pt")
+            if step >= args.steps and not (args.val_every and step % args.val_every == 0):
+                run_val()
+        if is_main:
+            _log({"event": "stop", "step": step, "interrupted": stop.requested,
+                  "failed": failed, "time": time.time()},
+                 f"[train] stopped at step {step}" + ("" if failed else
+                 f"; checkpoint {out / 'latest.pt'}"), log_file)
+            log_file.close()
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    return last
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

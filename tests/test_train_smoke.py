@@ -1,0 +1,144 @@
+"""A few steps of the training loop on tiny images: the loss goes down, checkpoints resume the
+step count (and the run, exactly), validation reports every quality, the CLI forwards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastcodec import train as T
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tiny_images(tmp_path_factory) -> Path:
+    """Eight 48x48 smooth synthetic photos (gradients, edges, a little noise) as PNGs."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:48] / 47.0
+    for i in range(8):
+        f = rng.uniform(1, 4, size=3)
+        img = np.stack(
+            [0.5 + 0.4 * np.sin(f[c] * (xx + rng.uniform()) * 3 + c * yy * f[c]) for c in range(3)],
+            axis=-1,
+        )
+        img[rng.integers(8, 40) :, :] *= rng.uniform(0.5, 1.0)  # an edge
+        img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"im{i}.png")
+    return folder
+
+
+def _args(data, out, *extra):
+    return T.build_parser().parse_args(
+        [
+            "--data", str(data), "--val", str(data), "--out", str(out),
+            "--N", "8", "--M", "8", "--crop", "32", "--batch-size", "4", "--lr", "3e-3",
+            "--warmup", "1", "--log-every", "5", "--val-every", "0", "--val-crop", "32",
+            "--ckpt-every", "10", "--threads", "1", *extra,
+        ]
+    )
+
+
+def _log(out: Path) -> list:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_loss_decreases_and_resume_continues_exactly(tiny_images, tmp_path):
+    # 60 steps in one go
+    full = tmp_path / "full"
+    T.run(_args(tiny_images, full, "--steps", "60"))
+    train = [r for r in _log(full) if r["event"] == "train"]
+    assert [r["step"] for r in train] == list(range(5, 61, 5))
+    first, last = train[0], train[-1]
+    assert last["loss"] < 0.7 * first["loss"], (first, last)
+    for key in ("bpp", "psnr", "steps_per_s", "mp_per_s", "aux", "lr"):
+        assert np.isfinite(last[key])
+    assert len(last["bpp_per_q"]) == len(last["psnr_per_q"]) == len(T.DEFAULT_LAMBDAS)
+    val = [r for r in _log(full) if r["event"] == "val"]
+    assert len(val) == 1 and val[0]["step"] == 60  # end-of-run validation, every quality
+    assert len(val[0]["bpp"]) == len(val[0]["psnr"]) == len(T.DEFAULT_LAMBDAS)
+    ckpt = T.load_checkpoint(full / "latest.pt")
+    assert ckpt["step"] == 60
+    assert {"model", "model_config", "optimizer", "aux_optimizer", "rng", "args"} <= set(ckpt)
+
+    # 30 steps, then resume to 60: the step count continues and the weights are the same
+    part = tmp_path / "part"
+    T.run(_args(tiny_images, part, "--steps", "30"))
+    assert T.load_checkpoint(part / "latest.pt")["step"] == 30
+    T.run(_args(tiny_images, part, "--steps", "60", "--resume", "auto"))
+    starts = [r for r in _log(part) if r["event"] == "start"]
+    assert [s["step"] for s in starts] == [0, 30]
+    resumed = T.load_checkpoint(part / "latest.pt")
+    assert resumed["step"] == 60
+    for name, value in ckpt["model"].items():
+        torch.testing.assert_close(resumed["model"][name], value, rtol=1e-5, atol=1e-6)
+
+    # the checkpoint loads as a ready-to-use model
+    model = T.load_model(part / "latest.pt")
+    assert not model.training and model.M == 8
+
+
+def test_periodic_snapshots_and_time_checkpoints(tiny_images, tmp_path):
+    out = tmp_path / "snap"
+    T.run(_args(tiny_images, out, "--steps", "12", "--keep-every", "6", "--ckpt-every", "0",
+                "--ckpt-every-minutes", "0", "--val", ""))
+    assert (out / "step_00000006.pt").exists() and (out / "step_00000012.pt").exists()
+    assert T.load_checkpoint(out / "latest.pt")["step"] == 12
+    assert not list(out.glob("*.tmp"))
+
+
+@pytest.mark.skipif(not (DATA / "train").is_dir(), reason="../shared/data is not there")
+def test_a_few_steps_on_real_data(tmp_path):
+    args = T.build_parser().parse_args(
+        [
+            "--data", str(DATA / "train"), "--val", str(DATA / "val"), "--out", str(tmp_path),
+            "--max-images", "4", "--val-max-images", "2", "--val-crop", "64", "--N", "8",
+            "--M", "8", "--crop", "64", "--batch-size", "2", "--steps", "4", "--log-every", "2",
+            "--val-every", "4", "--threads", "1",
+        ]
+    )
+    last = T.run(args)
+    assert last["step"] == 4 and np.isfinite(last["loss"])
+    start = _log(tmp_path)[0]
+    assert start["images"] == 4 and start["val_images"] == 2
+
+
+def test_cli_forwards_train(tmp_path, tiny_images, capsys):
+    from fastcodec.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    assert "--ckpt-every-minutes" in capsys.readouterr().out
+    assert main(["train", *(_args_list(tiny_images, tmp_path / "cli"))]) == 0
+    assert T.load_checkpoint(tmp_path / "cli" / "latest.pt")["step"] == 3
+
+
+def _args_list(data, out):
+    return ["--data", str(data), "--val", "", "--out", str(out), "--N", "8", "--M", "8",
+            "--crop", "32", "--batch-size", "2", "--steps", "3", "--threads", "1"]
+
+
+def test_learning_rate_schedule():
+    args = T.build_parser().parse_args(
+        ["--out", "x", "--lr", "1e-3", "--warmup", "10", "--lr-decay-at", "100", "200"]
+    )
+    assert T.learning_rate(args, 0) == pytest.approx(1e-4)
+    assert T.learning_rate(args, 50) == pytest.approx(1e-3)
+    assert T.learning_rate(args, 150) == pytest.approx(1e-4)
+    assert T.learning_rate(args, 250) == pytest.approx(1e-5)
