@@ -34,7 +34,7 @@ from typing import Any, Callable
 import torch
 import triton
 
-from .conv_relu_pool import conv_relu_pool_kernel
+from .conv_relu_pool import conv_relu_pool_kernel, interpreting
 from .conv_relu_upsample import conv_relu_upsample_kernel
 
 __all__ = ["KERNELS", "KernelSpec", "TRITON_DTYPES"]
@@ -220,3 +220,14 @@ KERNELS: dict[str, KernelSpec] = {
         hints=_HINTS,
     ),
 }
+
+
+_TUNED: dict[str, Any] = {}
+
+
+def tuned_kernel(name: str):
+    """The autotuned launcher of kernel ``name``: the GPU config set, or the interpreter config
+    alone under ``TRITON_INTERPRET=1``; built on first use and kept."""
+    if name not in _TUNED:
+        _TUNED[name] = KERNELS[name].autotuned(interpret=interpreting())
+    return _TUNED[name]

@@ -213,19 +213,6 @@ def conv_relu_pool_kernel(
     tl.store(o_ptr, res.to(out_ptr.dtype.element_ty), mask=(pm_o < M)[:, None] & n_ok[None, :])
 
 
-_TUNED = None
-
-
-def _tuned_kernel():
-    """The autotuned launcher (built on first use: configs.py imports this module)."""
-    global _TUNED
-    if _TUNED is None:
-        from .configs import KERNELS
-
-        _TUNED = KERNELS["conv_relu_pool"].autotuned(interpret=interpreting())
-    return _TUNED
-
-
 def conv_relu_pool_triton(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -267,7 +254,9 @@ def conv_relu_pool_triton(
     def grid(meta):
         return (triton.cdiv(m_total, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]),)
 
-    _tuned_kernel()[grid](
+    from .configs import tuned_kernel  # configs.py imports this module
+
+    tuned_kernel("conv_relu_pool")[grid](
         x, w2, b, out,
         n_batch, cin, h, w, cout, ph, pw, int(pad_top), int(pad_left),
         *x.stride(), *out.stride(),

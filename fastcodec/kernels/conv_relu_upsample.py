@@ -88,18 +88,6 @@ def conv_relu_upsample_kernel(
     tl.store(o_ptr, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & n_ok[None, :])
 
 
-_TUNED = None
-
-
-def _tuned_kernel():
-    global _TUNED
-    if _TUNED is None:
-        from .configs import KERNELS
-
-        _TUNED = KERNELS["conv_relu_upsample"].autotuned(interpret=interpreting())
-    return _TUNED
-
-
 def conv_relu_upsample_triton(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -141,7 +129,9 @@ def conv_relu_upsample_triton(
     def grid(meta):
         return (triton.cdiv(m_total, meta["BLOCK_M"]) * triton.cdiv(cconv, meta["BLOCK_N"]),)
 
-    _tuned_kernel()[grid](
+    from .configs import tuned_kernel  # configs.py imports this module
+
+    tuned_kernel("conv_relu_upsample")[grid](
         x, w2, b, out,
         n_batch, cin, h, w, cconv, oh, ow, int(pad_top), int(pad_left),
         *x.stride(), *out.stride(),

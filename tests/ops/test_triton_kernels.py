@@ -29,8 +29,7 @@ from _fastcodec_ops_test_helpers import (  # noqa: E402  (conftest: interpreter 
     same_padding,
 )
 
-from fastcodec.kernels import conv_relu_pool as pool_mod  # noqa: E402
-from fastcodec.kernels import conv_relu_upsample as up_mod  # noqa: E402
+from fastcodec.kernels import configs as configs_mod  # noqa: E402
 from fastcodec.kernels.conv_relu_pool import conv_relu_pool_triton  # noqa: E402
 from fastcodec.kernels.conv_relu_upsample import conv_relu_upsample_triton  # noqa: E402
 
@@ -229,7 +228,7 @@ def test_conv_relu_pool_empty(case, layout, monkeypatch):
     x, weight, b = _make_inputs(n, 3, 5, 8, 8, 3, 3, torch.float16, layout, seed=0)
     if case == "batch0" and layout == "channels_last":
         x = torch.empty_strided((0, 3, 8, 8), (192, 1, 24, 3), dtype=torch.float16, device=DEVICE)
-    monkeypatch.setattr(pool_mod, "_tuned_kernel", lambda: pytest.fail("kernel launched"))
+    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name: pytest.fail("kernel launched"))
     out = conv_relu_pool_triton(x, weight, b, stride=1, pad_top=1, pad_left=1, out_h=out_h, out_w=8,
                                 pool="max", pool_size=2)
     assert out.shape == (n, 5, out_h // 2, 4)
@@ -292,7 +291,7 @@ def test_conv_relu_upsample_batch0(layout, monkeypatch):
     if layout == "channels_last":
         x = torch.empty_strided((0, 4, 5, 6), (120, 1, 24, 4), dtype=torch.bfloat16, device=DEVICE)
     weight = torch.ones((12, 4, 3, 3), dtype=torch.bfloat16, device=DEVICE)
-    monkeypatch.setattr(up_mod, "_tuned_kernel", lambda: pytest.fail("kernel launched"))
+    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name: pytest.fail("kernel launched"))
     out = conv_relu_upsample_triton(x, weight, None, pad_top=1, pad_left=1, out_h=5, out_w=6, scale=2)
     assert out.shape == (0, 3, 10, 12)
     assert out.dtype == torch.bfloat16
