@@ -23,23 +23,14 @@ from torch import Tensor
 
 from . import _validate as V
 from ._backend import launch_kernel, resolve_backend
+from ._conv import padded_conv, padded_conv_backward
 
 _OP = "conv_relu_pool"
 aten = torch.ops.aten
 
 
-def _padded_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, pads):
-    """``F.conv2d`` with (possibly asymmetric) padding, done the way
-    ``F.conv2d(padding="same")`` does it: the extra bottom/right rows are padded explicitly and
-    the symmetric part is left to the convolution. Returns ``(y, padded_x)``."""
-    pt, pb, pl, pr = pads
-    if pb != pt or pr != pl:
-        x = F.pad(x, (0, pr - pl, 0, pb - pt))
-    return F.conv2d(x, weight, bias, stride, (pt, pl)), x
-
-
 def _reference(x, weight, bias, stride, pads, pool: str, pool_size: int) -> Tensor:
-    y, _ = _padded_conv(x, weight, bias, stride, pads)
+    y, _ = padded_conv(x, weight, bias, stride, pads)
     z = F.relu(y)
     if pool == "max":
         return F.max_pool2d(z, pool_size)
@@ -107,9 +98,8 @@ def _backward(ctx, grad_out):
     """
     x, weight, bias = ctx.saved_tensors
     stride, pads, pool, k = ctx.geometry
-    pt, pb, pl, pr = pads
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    y, xp = _padded_conv(x, weight, bias, stride, pads)
+    y, xp = padded_conv(x, weight, bias, stride, pads)
     z = aten.relu(y)
     if pool == "max":
         _, idx = aten.max_pool2d_with_indices(z, [k, k], [k, k])
@@ -119,21 +109,9 @@ def _backward(ctx, grad_out):
     else:
         gz = aten.avg_pool2d_backward(grad_out, z, [k, k], [k, k], [0, 0], False, True, None)
     gy = aten.threshold_backward(gz, z, 0)
-    gx, gw, gb = aten.convolution_backward(
-        gy,
-        xp,
-        weight,
-        None if bias is None else [bias.shape[0]],
-        [stride, stride],
-        [pt, pl],
-        [1, 1],
-        False,
-        [0, 0],
-        1,
-        [need_x, need_w, bias is not None and need_b],
+    gx, gw, gb = padded_conv_backward(
+        gy, x, xp, weight, bias, stride, pads, (need_x, need_w, need_b)
     )
-    if gx is not None and xp is not x:  # drop the explicit bottom/right padding
-        gx = gx[:, :, : x.shape[2], : x.shape[3]]
     return (gx, gw, gb) + (None,) * 8
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import _validate as V
 from ._backend import launch_kernel, resolve_backend
-from .conv_relu_pool import _padded_conv
+from ._conv import padded_conv, padded_conv_backward
 
 _OP = "conv_relu_upsample"
 aten = torch.ops.aten
@@ -49,7 +49,7 @@ def _conv_relu_upsample_op(
     pads = (pad_top, pad_bottom, pad_left, pad_right)
     oh, ow, shape = _out_shape(x, weight, *pads, scale)
     if backend == "torch" or x.numel() == 0:
-        y, _ = _padded_conv(x, weight, bias, 1, pads)
+        y, _ = padded_conv(x, weight, bias, 1, pads)
         return F.pixel_shuffle(F.relu(y), scale).contiguous(memory_format=fmt)
     return launch_kernel(
         _OP, backend, x, weight, bias, fmt, shape,
@@ -80,25 +80,12 @@ def _backward(ctx, grad_out):
     modifies the output in place."""
     x, weight, bias = ctx.saved_tensors
     pads, scale = ctx.geometry
-    pt, pb, pl, pr = pads
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    y, xp = _padded_conv(x, weight, bias, 1, pads)
+    y, xp = padded_conv(x, weight, bias, 1, pads)
     gy = aten.threshold_backward(F.pixel_unshuffle(grad_out, scale), y, 0)
-    gx, gw, gb = aten.convolution_backward(
-        gy,
-        xp,
-        weight,
-        None if bias is None else [bias.shape[0]],
-        [1, 1],
-        [pt, pl],
-        [1, 1],
-        False,
-        [0, 0],
-        1,
-        [need_x, need_w, bias is not None and need_b],
+    gx, gw, gb = padded_conv_backward(
+        gy, x, xp, weight, bias, 1, pads, (need_x, need_w, need_b)
     )
-    if gx is not None and xp is not x:
-        gx = gx[:, :, : x.shape[2], : x.shape[3]]
     return (gx, gw, gb) + (None,) * 6
 
 
