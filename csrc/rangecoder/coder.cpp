@@ -76,6 +76,7 @@ class WordSource {
         return w;
     }
     bool clean_end() const { return left_ == 0 && !exhausted_; }
+    bool exhausted() const { return exhausted_; }
 
   private:
     const uint8_t* base_;
@@ -221,6 +222,9 @@ bool decode_lanes(const CdfTables& tables, uint64_t* x, WordSource& in, const in
     bool corrupt = false;
     int64_t i = 0;
     for (; i + 4 <= count; i += 4) {
+        // A stream that ran out of words is invalid whatever follows: stop early, so bytes that
+        // claim a huge latent cost time in proportion to their length, not to the claim.
+        if (__builtin_expect((i & 4095) == 0, 0) && in.exhausted()) return !corrupt;
         out[i] = decode_symbol<kCheckTop>(x0, rows[indexes[i]], dp, in, corrupt);
         out[i + 1] = decode_symbol<kCheckTop>(x1, rows[indexes[i + 1]], dp, in, corrupt);
         out[i + 2] = decode_symbol<kCheckTop>(x2, rows[indexes[i + 2]], dp, in, corrupt);
