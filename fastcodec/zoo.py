@@ -1,0 +1,394 @@
+"""Shipped weights: export from a training checkpoint, load from the package, quality grid.
+
+A weights file ``fastcodec/weights/<model_id>.pt`` is a plain dict readable with
+``torch.load(weights_only=True)`` (tensors, ints, floats, strings, lists, dicts and None only)::
+
+    format          "fastcodec-weights"
+    format_version  1
+    model_id        str
+    model_config    dict     CodecModel.from_config arguments
+    state_dict      dict     name -> fp32 tensor (no optimizer state)
+    tables          list     one dict per grid quality: quality (public, float),
+                             quality_index (float), cdfs int32 [M, L], cdf_lengths int32 [M],
+                             offsets int32 [M], medians float32 [M], precision int
+    metadata        dict     source, step, lambdas, exported (ISO date), format_version, ...
+
+Public quality ``q`` is a float on a grid of 0.25 from 1 to ``K`` (K = 6 trained qualities: 21
+levels); the model's quality index is ``q - 1``. The integer tables of every grid quality are
+computed once, at export, and installed at load with ``CodecModel.load_tables_state``: coding
+never re-evaluates the density network, so a stream decodes identically on every machine.
+
+``weights_hash`` is the first 8 bytes of the SHA-256 of the file bytes; the ``.fcc`` container
+records it so a stream is only ever decoded with the exact weights that made it.
+
+Command line: ``python -m fastcodec.zoo export CKPT [-o OUT] [--model-id ID]`` and
+``python -m fastcodec.zoo list``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import io
+import math
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FORMAT_VERSION",
+    "MAX_QUALITY",
+    "MIN_QUALITY",
+    "QUALITY_STEP",
+    "ShippedModel",
+    "available_models",
+    "export_checkpoint",
+    "grid_qualities",
+    "load_file",
+    "load_model",
+    "snap_quality",
+    "weights_path",
+]
+
+DEFAULT_MODEL = "fcf64-v1"
+FORMAT = "fastcodec-weights"
+FORMAT_VERSION = 1
+MIN_QUALITY = 1.0
+MAX_QUALITY = 6.0
+QUALITY_STEP = 0.25
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+_TABLE_KEYS = ("cdfs", "cdf_lengths", "offsets", "medians")
+
+
+# ---------------------------------------------------------------------------------------------
+# quality grid
+# ---------------------------------------------------------------------------------------------
+
+
+def snap_quality(quality) -> float:
+    """``quality`` rounded to the nearest point of the 0.25 grid in [1, 6] (ties go up).
+
+    Raises TypeError for non-numbers (bools included) and ValueError outside [1, 6] or for
+    NaN/inf."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
+        raise TypeError(f"quality must be a number in [1, 6], got {quality!r}")
+    q = float(quality)
+    if not math.isfinite(q) or q < MIN_QUALITY or q > MAX_QUALITY:
+        raise ValueError(f"quality must be a finite number in [1, 6], got {quality!r}")
+    return math.floor(q / QUALITY_STEP + 0.5) * QUALITY_STEP
+
+
+def grid_qualities(num_trained: int = 6) -> Tuple[float, ...]:
+    """Public grid qualities of a model trained for ``num_trained`` trade-offs: 1, 1.25, ..,
+    ``num_trained``."""
+    steps = int(round((num_trained - 1) / QUALITY_STEP))
+    return tuple(MIN_QUALITY + i * QUALITY_STEP for i in range(steps + 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_model_id(model_id) -> str:
+    if not isinstance(model_id, str) or not _MODEL_ID.match(model_id):
+        raise ValueError(
+            f"model id must be 1..32 ASCII letters, digits, '.', '_' or '-' (not starting with "
+            f"a punctuation mark), got {model_id!r}"
+        )
+    return model_id
+
+
+def _weights_dir():
+    return resources.files("fastcodec") / "weights"
+
+
+def available_models() -> List[str]:
+    """Model ids with a weights file in the package, sorted."""
+    folder = _weights_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[:-3] for p in folder.iterdir()
+                  if p.name.endswith(".pt") and _MODEL_ID.match(p.name[:-3]))
+
+
+def weights_path(model_id: str = DEFAULT_MODEL) -> Path:
+    """Path of the package's weights file for ``model_id`` (ValueError when not installed)."""
+    _check_model_id(model_id)
+    path = _weights_dir() / f"{model_id}.pt"
+    if not path.is_file():
+        raise ValueError(
+            f"unknown model {model_id!r}: installed models are {available_models() or 'none'}"
+        )
+    return Path(str(path))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # a reader never sees a half-written file
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------------
+
+
+def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MODEL) -> Path:
+    """Writes the shipped weights of a *training* checkpoint (our own format, see
+    :mod:`fastcodec.train`) to ``out_path`` (default: the package's ``weights/<model_id>.pt``),
+    atomically. Keeps the model config and weights (fp32, no optimizer state) and adds the
+    integer tables of every grid quality. Returns the path written."""
+    _check_model_id(model_id)
+    checkpoint_path = Path(checkpoint_path)
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint_path}")
+
+    import torch
+
+    from fastcodec import __version__
+    from fastcodec.models import CodecModel
+
+    # weights_only=False: only ever for our own training checkpoints (they hold RNG states
+    # and argparse values); shipped files are read with weights_only=True.
+    try:
+        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{checkpoint_path} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        raise ValueError(f"{checkpoint_path} is not a fastcodec training checkpoint "
+                         "(needs 'model' and 'model_config')")
+    model = CodecModel.from_config(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+
+    qualities = grid_qualities(model.num_qualities)
+    state = model.tables_state([q - MIN_QUALITY for q in qualities])
+    tables = []
+    for q in qualities:
+        t = state[model._key(q - MIN_QUALITY)]
+        tables.append({
+            "quality": float(q),
+            "quality_index": float(q - MIN_QUALITY),
+            "cdfs": torch.from_numpy(np.ascontiguousarray(t["cdfs"], np.int32)),
+            "cdf_lengths": torch.from_numpy(np.ascontiguousarray(t["cdf_lengths"], np.int32)),
+            "offsets": torch.from_numpy(np.ascontiguousarray(t["offsets"], np.int32)),
+            "medians": torch.from_numpy(np.ascontiguousarray(t["medians"], np.float32)),
+            "precision": int(t["precision"]),
+        })
+    state_dict = {k: v.detach().to(torch.float32 if v.is_floating_point() else v.dtype)
+                  .contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {
+        "source": checkpoint_path.name,
+        "source_dir": checkpoint_path.parent.name,
+        "step": int(ckpt.get("step", -1)),
+        "lambdas": [float(v) for v in model.lambdas.tolist()],
+        "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "format_version": FORMAT_VERSION,
+        "fastcodec_version": __version__,
+        "torch_version": str(torch.__version__),
+        "num_params": int(sum(p.numel() for p in model.parameters())),
+    }
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id,
+        "model_config": dict(model.config),
+        "state_dict": state_dict,
+        "tables": tables,
+        "metadata": metadata,
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    # the file must load the way users load it: fail here rather than ship an unreadable one
+    torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=True)
+    out = Path(out_path) if out_path is not None else Path(str(_weights_dir())) / f"{model_id}.pt"
+    _atomic_write(out, buf.getvalue())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ShippedModel:
+    """A loaded weights file.
+
+    ``model``: CodecModel in eval mode on ``device`` with the stored tables installed;
+    ``weights_hash``: 8 bytes; ``qualities``: the public grid qualities with stored tables;
+    ``tables``: public quality -> the installed ``EntropyTables`` (the very objects the model
+    codes with); ``metadata``: the file's metadata dict."""
+
+    model: object
+    model_id: str
+    weights_hash: bytes
+    qualities: Tuple[float, ...]
+    metadata: dict
+    device: object
+    tables: Dict[float, object] = field(repr=False)
+    _coders: Dict[float, object] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def check_quality(self, quality: float) -> float:
+        """``quality`` if tables for it are stored, else ValueError."""
+        q = float(quality)
+        if q not in self.tables:
+            raise ValueError(f"model {self.model_id} has no tables for quality {q:g} "
+                             f"(stored: {self.qualities[0]:g}..{self.qualities[-1]:g} "
+                             f"in steps of {QUALITY_STEP:g})")
+        return q
+
+    def coder(self, quality: float):
+        """The range coder (``CdfTables``) of the stored tables of ``quality`` (built once)."""
+        q = self.check_quality(quality)
+        with self._lock:
+            c = self._coders.get(q)
+            if c is None:
+                c = self._coders[q] = self.tables[q].coder()
+        return c
+
+
+def _as_array(value, dtype, name: str) -> np.ndarray:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"weights file: table entry {name} is not a tensor")
+    return np.ascontiguousarray(value.cpu().numpy(), dtype=dtype)
+
+
+def load_file(path, device="cpu", model_id: Optional[str] = None) -> ShippedModel:
+    """Loads a weights file (any path; not cached). ``model_id`` defaults to the file's own."""
+    import torch
+
+    from fastcodec.models import CodecModel
+
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).digest()[:8]
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable weights file: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a fastcodec weights file")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: weights format version {obj.get('format_version')!r} is not "
+                         f"supported (this fastcodec reads version {FORMAT_VERSION})")
+    file_id = obj["model_id"]
+    if model_id is not None and model_id != file_id:
+        raise ValueError(f"{path} holds model {file_id!r}, expected {model_id!r}")
+    dev = torch.device(device)
+    model = CodecModel.from_config(obj["model_config"])
+    model.load_state_dict(obj["state_dict"])
+    model.to(dev).eval()  # eval before installing: train() clears the table cache
+
+    state, by_quality = {}, {}
+    for t in obj["tables"]:
+        q = float(t["quality"])
+        state[float(t["quality_index"])] = {
+            "cdfs": _as_array(t["cdfs"], np.int32, "cdfs"),
+            "cdf_lengths": _as_array(t["cdf_lengths"], np.int32, "cdf_lengths"),
+            "offsets": _as_array(t["offsets"], np.int32, "offsets"),
+            "medians": _as_array(t["medians"], np.float32, "medians"),
+            "precision": int(t["precision"]),
+        }
+        by_quality[q] = float(t["quality_index"])
+    model.load_tables_state(state)
+    tables = {q: model._tables[model._key(qi)] for q, qi in by_quality.items()}
+    return ShippedModel(
+        model=model,
+        model_id=file_id,
+        weights_hash=digest,
+        qualities=tuple(sorted(tables)),
+        metadata=dict(obj.get("metadata", {})),
+        device=dev,
+        tables=tables,
+    )
+
+
+_cache: Dict[Tuple[str, str], ShippedModel] = {}
+_cache_lock = threading.Lock()
+
+
+def _device_key(device) -> str:
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return str(dev)
+
+
+def load_model(model_id: str = DEFAULT_MODEL, device="cpu") -> ShippedModel:
+    """The shipped model ``model_id`` on ``device`` (loaded once per (model_id, device) and
+    cached). ValueError when no such model is installed."""
+    path = weights_path(model_id)
+    key = (model_id, _device_key(device))
+    with _cache_lock:
+        shipped = _cache.get(key)
+        if shipped is None:
+            shipped = _cache[key] = load_file(path, key[1], model_id=model_id)
+    return shipped
+
+
+def clear_cache() -> None:
+    """Forgets the loaded models (the next ``load_model`` reads the files again)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fastcodec.zoo", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="export a training checkpoint as shipped weights")
+    e.add_argument("checkpoint", help="training checkpoint (e.g. training/codec-v1/latest.pt)")
+    e.add_argument("-o", "--out", default=None,
+                   help="output file (default: the package's weights/<model-id>.pt)")
+    e.add_argument("--model-id", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    sub.add_parser("list", help="list the installed models")
+    args = p.parse_args(argv)
+    if args.cmd == "export":
+        try:
+            out = export_checkpoint(args.checkpoint, args.out, args.model_id)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        shipped = load_file(out)
+        md = shipped.metadata
+        print(f"{out}: model {shipped.model_id}, {out.stat().st_size / 1e6:.2f} MB, "
+              f"step {md.get('step')} of {md.get('source_dir')}/{md.get('source')}, "
+              f"{len(shipped.qualities)} qualities, hash {shipped.weights_hash.hex()}")
+        return 0
+    for model_id in available_models():
+        path = weights_path(model_id)
+        print(f"{model_id}\t{path.stat().st_size / 1e6:.2f} MB\t{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

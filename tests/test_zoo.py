@@ -1,0 +1,173 @@
+"""Shipped weights (fastcodec.zoo): quality grid, export, loading, stored tables."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fastcodec import zoo
+from fastcodec.engine import Engine
+from fastcodec.models import CodecModel
+
+GRID = tuple(1 + 0.25 * i for i in range(21))
+TINY = dict(N=8, M=8)
+
+
+# ------------------------------------------------------------------------------------ quality
+@pytest.mark.parametrize("q, want", [(1, 1.0), (6, 6.0), (3.3, 3.25), (3.375, 3.5),
+                                     (3.37, 3.25), (1.12, 1.0), (np.float32(4.9), 5.0)])
+def test_snap_quality(q, want):
+    assert zoo.snap_quality(q) == want
+
+
+@pytest.mark.parametrize("q", [0.99, 6.01, -1, math.nan, math.inf])
+def test_snap_quality_range(q):
+    with pytest.raises(ValueError, match=r"\[1, 6\]"):
+        zoo.snap_quality(q)
+
+
+@pytest.mark.parametrize("q", ["4", None, True, [4]])
+def test_snap_quality_type(q):
+    with pytest.raises(TypeError, match="quality"):
+        zoo.snap_quality(q)
+
+
+def test_grid():
+    assert zoo.grid_qualities(6) == GRID
+    assert all(zoo.snap_quality(q) == q for q in GRID)
+
+
+# ------------------------------------------------------------------------------------ shipped
+def test_default_model_is_installed_and_cached():
+    assert zoo.DEFAULT_MODEL in zoo.available_models()
+    shipped = zoo.load_model()
+    assert zoo.load_model(zoo.DEFAULT_MODEL, "cpu") is shipped
+    path = zoo.weights_path()
+    assert shipped.weights_hash == hashlib.sha256(path.read_bytes()).digest()[:8]
+    assert shipped.model_id == zoo.DEFAULT_MODEL
+    assert shipped.qualities == GRID
+    assert not shipped.model.training
+    md = shipped.metadata
+    assert md["format_version"] == zoo.FORMAT_VERSION and md["step"] > 0
+    assert md["source"].endswith(".pt") and md["exported"]
+    assert md["lambdas"] == pytest.approx(shipped.model.lambdas.tolist())
+
+
+def test_weights_file_is_plain_data():
+    obj = torch.load(zoo.weights_path(), map_location="cpu", weights_only=True)
+    assert set(obj) == {"format", "format_version", "model_id", "model_config", "state_dict",
+                        "tables", "metadata"}
+    assert all(v.dtype == torch.float32 for v in obj["state_dict"].values())
+    assert [t["quality"] for t in obj["tables"]] == list(GRID)
+    t = obj["tables"][0]
+    assert t["cdfs"].dtype == torch.int32 and t["medians"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad", ["nope", "../fcf64-v1", "", "a" * 40])
+def test_unknown_model(bad):
+    with pytest.raises(ValueError, match="unknown model|model id"):
+        zoo.load_model(bad)
+
+
+def test_stored_tables_equal_a_fresh_export():
+    shipped = zoo.load_model()
+    fresh = CodecModel.from_config(shipped.model.config)
+    fresh.load_state_dict(shipped.model.state_dict())
+    fresh.eval()
+    for q in (1.0, 3.25, 6.0):
+        a, b = shipped.tables[q], fresh.export_tables(q - 1)
+        for name in ("cdfs", "cdf_lengths", "offsets", "medians"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        assert a.precision == b.precision
+
+
+def test_coding_never_recomputes_tables(monkeypatch):
+    shipped = zoo.load_model()
+    model = shipped.model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tables were recomputed from the network")
+
+    monkeypatch.setattr(model.entropy, "export_tables", refuse)
+    before = dict(model._tables)
+    eng = Engine(shipped, threads=1)
+    img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    for q in (2.0, 4.75):
+        (shape, streams), = eng.encode([img], q)
+        assert model.export_tables(q - 1) is shipped.tables[q]
+    # every installed table is still the very object loaded from the file
+    assert all(model._tables[k] is before[k] for k in before)
+    assert set(model._tables) == set(before)
+
+
+# ------------------------------------------------------------------------------------ export
+def _tiny_checkpoint(path, step=123):
+    torch.manual_seed(0)
+    model = CodecModel(**TINY)
+    opt = torch.optim.Adam(model.parameters())
+    torch.save({"model": model.state_dict(), "model_config": model.config,
+                "optimizer": opt.state_dict(), "step": step, "args": {"lr": 1.0}}, path)
+    return model
+
+
+def test_export_and_load_roundtrip(tmp_path):
+    model = _tiny_checkpoint(tmp_path / "latest.pt")
+    out = zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "w" / "tiny-1.pt", "tiny-1")
+    assert out == tmp_path / "w" / "tiny-1.pt"
+    assert [p.name for p in out.parent.iterdir()] == ["tiny-1.pt"]  # no temporary left behind
+    obj = torch.load(out, weights_only=True)
+    assert "optimizer" not in obj and "args" not in obj
+    shipped = zoo.load_file(out)
+    assert shipped.model_id == "tiny-1" and shipped.metadata["step"] == 123
+    assert shipped.metadata["source"] == "latest.pt"
+    assert shipped.weights_hash == hashlib.sha256(out.read_bytes()).digest()[:8]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(shipped.model.state_dict()[k], v, rtol=0, atol=0)
+    ref = model.eval().tables_state([q - 1 for q in GRID])
+    for q in GRID:
+        np.testing.assert_array_equal(shipped.tables[q].cdfs, ref[q - 1]["cdfs"])
+        np.testing.assert_array_equal(shipped.tables[q].medians, ref[q - 1]["medians"])
+    # the exported model codes and decodes through the engine
+    from fastcodec.container import pack
+
+    eng = Engine(shipped, threads=1)
+    img = np.random.default_rng(1).integers(0, 256, (17, 33, 3), dtype=np.uint8)
+    (shape, streams), = eng.encode([img], 2.5)
+    blob = pack(model_id="tiny-1", weights_hash=shipped.weights_hash, quality=2.5, height=17,
+                width=33, layout="rgb", latent_shape=shape, streams=streams)
+    (_, rgb), = eng.decode([blob])
+    assert rgb.shape == (17, 33, 3) and rgb.dtype == np.uint8
+
+
+def test_export_rejects_other_files(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not a fastcodec training checkpoint"):
+        zoo.export_checkpoint(tmp_path / "x.pt", tmp_path / "o.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        zoo.export_checkpoint(tmp_path / "junk.pt", tmp_path / "o.pt")
+    with pytest.raises(ValueError, match="model id"):
+        zoo.export_checkpoint(tmp_path / "x.pt", tmp_path / "o.pt", model_id="a b")
+    assert not (tmp_path / "o.pt").exists()
+    with pytest.raises(ValueError, match="not a fastcodec weights file"):
+        zoo.load_file(tmp_path / "x.pt")
+
+
+def test_export_cli(tmp_path, capsys):
+    """``python -m fastcodec.zoo export`` (its main(), in process: a subprocess would spend
+    seconds importing torch)."""
+    _tiny_checkpoint(tmp_path / "ck.pt", step=7)
+    out = tmp_path / "tiny-2.pt"
+    args = ["export", str(tmp_path / "ck.pt"), "-o", str(out), "--model-id", "tiny-2"]
+    assert zoo.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "model tiny-2" in printed and "step 7" in printed
+    assert zoo.load_file(out).model_id == "tiny-2"
+    assert zoo.main(["export", str(tmp_path / "missing.pt"), "-o", str(out)]) == 1
+    assert "error: no checkpoint" in capsys.readouterr().err
+    assert zoo.main(["list"]) == 0
+    assert zoo.DEFAULT_MODEL in capsys.readouterr().out
