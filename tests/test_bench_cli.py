@@ -163,8 +163,6 @@ def test_plot_writes_pngs(quick_run, tmp_path, capsys):
 def test_errors_are_one_line(tmp_path, capsys):
     assert bench.main(["--benches", str(tmp_path)]) == 2
     assert "not fastcodec's benches/ folder" in capsys.readouterr().err
-    assert bench.main(["--group", "codec"]) == 2
-    assert "lands with the learned codec" in capsys.readouterr().err
     assert bench.main(["--from", str(tmp_path / "missing.json")]) == 2
     assert "no such results file" in capsys.readouterr().err
 
