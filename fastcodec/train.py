@@ -12,7 +12,8 @@ the entropy model's quantiles are fitted at the same time by the auxiliary loss 
 * Output folder ``--out``: ``log.jsonl`` (one JSON object per progress line and validation),
   ``latest.pt`` (written atomically every ``--ckpt-every`` steps, every
   ``--ckpt-every-minutes`` minutes, at the end and on SIGINT/SIGTERM), ``step_XXXXXXXX.pt``
-  snapshots every ``--keep-every`` steps. A checkpoint holds the model (and its config), both
+  snapshots every ``--keep-every`` steps. A checkpoint holds the model (and its config), the
+  exponential moving average of its weights (``--ema-decay``; validated and exported), both
   optimizers, the scaler, the step, the RNG states and the arguments; ``--resume PATH`` (or
   ``--resume auto`` = ``OUT/latest.pt`` when it exists) continues from it. On resume the model
   config comes from the checkpoint; the other arguments (steps, learning rate, ...) from the
@@ -24,6 +25,7 @@ the entropy model's quantiles are fitted at the same time by the auxiliary loss 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, default=0.1)
     p.add_argument("--warmup", type=int, default=500, help="linear learning-rate warm-up steps")
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0 = off)")
+    p.add_argument("--ema-decay", type=float, default=0.999,
+                   help="exponential moving average of the weights (0 = off): validation and "
+                        "the exported weights use the average")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, help="checkpoint to resume from, or 'auto'")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -253,11 +258,12 @@ def load_checkpoint(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_model(path, device="cpu") -> CodecModel:
-    """The model of a training checkpoint, in eval mode."""
+def load_model(path, device="cpu", ema: bool = True) -> CodecModel:
+    """The model of a training checkpoint, in eval mode (its weight average when it has one
+    and ``ema``)."""
     ckpt = load_checkpoint(path)
     model = CodecModel.from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt["ema"] if ema and ckpt.get("ema") else ckpt["model"])
     return model.to(device).eval()
 
 
@@ -356,6 +362,13 @@ def run(args) -> dict:
     model = CodecModel.from_config(config).to(device)
     if ckpt:
         model.load_state_dict(ckpt["model"])
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
+    ema = None
+    if args.ema_decay > 0:
+        ema = copy.deepcopy(model).eval().requires_grad_(False)
+        if ckpt and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
     aux_params = [model.entropy.quantiles]
     fast = [p for n, p in model.named_parameters() if _is_fast(n)]
     slow = [p for n, p in model.named_parameters() if n != "entropy.quantiles" and not _is_fast(n)]
@@ -411,6 +424,8 @@ def run(args) -> dict:
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, {
             "model": model.state_dict(),
+            "ema": None if ema is None else ema.state_dict(),
+            "ema_decay": args.ema_decay,
             "model_config": config,
             "optimizer": opt.state_dict(),
             "aux_optimizer": aux_opt.state_dict(),
@@ -426,11 +441,11 @@ def run(args) -> dict:
         if val is None:
             return
         tv = time.perf_counter()
-        res = validate(model, val, device)
+        res = validate(model if ema is None else ema, val, device)
         lambdas = model.lambdas.tolist()
         text = "  ".join(f"q{i}({lam:g}): {b:.3f} bpp {p:.2f} dB"
                          for i, (lam, b, p) in enumerate(zip(lambdas, res["bpp"], res["psnr"])))
-        _log({"event": "val", "step": step, "lambdas": lambdas, **res,
+        _log({"event": "val", "step": step, "ema": ema is not None, "lambdas": lambdas, **res,
               "seconds": round(time.perf_counter() - tv, 1), "time": time.time()},
              f"[val] step {step}: {text}", log_file)
 
@@ -486,6 +501,10 @@ def run(args) -> dict:
             scaler.step(opt)
             scaler.step(aux_opt)
             scaler.update()
+            if ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()),
+                                         1.0 - args.ema_decay)
             step += 1
             steps_window += 1
 

@@ -154,8 +154,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MODEL) -> Path:
     """Writes the shipped weights of a *training* checkpoint (our own format, see
     :mod:`fastcodec.train`) to ``out_path`` (default: the package's ``weights/<model_id>.pt``),
-    atomically. Keeps the model config and weights (fp32, no optimizer state) and adds the
-    integer tables of every grid quality. Returns the path written."""
+    atomically. Keeps the model config and weights (fp32, no optimizer state; the moving average
+    of the weights when the checkpoint has one), refits the prior's quantiles exactly
+    (:meth:`~fastcodec.entropy.FactorizedPrior.fit_quantiles`) and adds the integer tables of
+    every grid quality. Returns the path written."""
     _check_model_id(model_id)
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
@@ -178,8 +180,13 @@ def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MO
         raise ValueError(f"{checkpoint_path} is not a fastcodec training checkpoint "
                          "(needs 'model' and 'model_config')")
     model = CodecModel.from_config(ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
+    use_ema = bool(ckpt.get("ema"))  # the weight average, when training kept one
+    model.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
     model.eval()
+    # the quantiles (medians, table supports) solved exactly for the final density rather than
+    # taken as the auxiliary loss left them
+    aux_before = float(model.entropy.aux_loss().detach())
+    aux_after = model.entropy.fit_quantiles()
 
     qualities = grid_qualities(model.num_qualities)
     state = model.tables_state([q - MIN_QUALITY for q in qualities])
@@ -207,6 +214,8 @@ def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MO
         "fastcodec_version": __version__,
         "torch_version": str(torch.__version__),
         "num_params": int(sum(p.numel() for p in model.parameters())),
+        "weights": f"ema({float(ckpt.get('ema_decay', 0)):g})" if use_ema else "raw",
+        "quantile_refit": {"aux_before": aux_before, "aux_after": aux_after},
     }
     payload = {
         "format": FORMAT,

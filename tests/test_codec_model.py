@@ -291,3 +291,17 @@ def test_stored_tables_are_used_verbatim():
     assert fresh.export_tables(2.5).cdfs is not None
     assert np.array_equal(fresh.export_tables(2.5).cdfs, state[2.5]["cdfs"])
     assert np.array_equal(fresh.decode_symbols(streams, info), model.compress_latents(x, 2.5)[0])
+
+
+def test_fit_quantiles_solves_the_quantile_equations():
+    y = torch.distributions.Laplace(torch.linspace(-2, 3, 6).reshape(1, 6, 1, 1), 1.5).sample(
+        (1, 1, 12, 12)).reshape(1, 6, 12, 12)
+    prior = fit_prior(y, steps=60)
+    before = float(prior.aux_loss().detach())
+    after = prior.fit_quantiles()
+    assert after < 1e-3 < before
+    q = prior.quantiles.detach().double()[:, 0, :]
+    assert torch.all(q[:, 0] < q[:, 1]) and torch.all(q[:, 1] < q[:, 2])
+    cdf = torch.sigmoid(prior.logits_cdf(q[:, None, 1:2], True, torch.float64)).flatten()
+    torch.testing.assert_close(cdf, torch.full_like(cdf, 0.5), atol=1e-6, rtol=0)
+    check_tables(prior.export_tables(), 6)  # tables from the refit quantiles stay valid

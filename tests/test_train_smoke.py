@@ -87,6 +87,11 @@ def test_loss_decreases_and_resume_continues_exactly(tiny_images, tmp_path):
     assert resumed["step"] == 60
     for name, value in ckpt["model"].items():
         torch.testing.assert_close(resumed["model"][name], value, rtol=1e-5, atol=1e-6)
+    # the weight average is kept, resumed with the rest, and differs from the raw weights
+    assert resumed["ema_decay"] == 0.999 and set(resumed["ema"]) == set(resumed["model"])
+    for name, value in ckpt["ema"].items():
+        torch.testing.assert_close(resumed["ema"][name], value, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(ckpt["ema"]["g_a.head.weight"], ckpt["model"]["g_a.head.weight"])
 
     # the checkpoint loads as a ready-to-use model
     model = T.load_model(part / "latest.pt")

@@ -126,7 +126,14 @@ def test_export_and_load_roundtrip(tmp_path):
     assert shipped.metadata["source"] == "latest.pt"
     assert shipped.weights_hash == hashlib.sha256(out.read_bytes()).digest()[:8]
     for k, v in model.state_dict().items():
-        torch.testing.assert_close(shipped.model.state_dict()[k], v, rtol=0, atol=0)
+        if k != "entropy.quantiles":  # refit at export, see below
+            torch.testing.assert_close(shipped.model.state_dict()[k], v, rtol=0, atol=0)
+    refit = shipped.metadata["quantile_refit"]
+    assert refit["aux_after"] < 1e-3 < refit["aux_before"]
+    assert shipped.metadata["weights"] == "raw"
+    model.entropy.fit_quantiles()
+    torch.testing.assert_close(shipped.model.entropy.quantiles, model.entropy.quantiles,
+                               rtol=0, atol=0)
     ref = model.eval().tables_state([q - 1 for q in GRID])
     for q in GRID:
         np.testing.assert_array_equal(shipped.tables[q].cdfs, ref[q - 1]["cdfs"])
@@ -141,6 +148,18 @@ def test_export_and_load_roundtrip(tmp_path):
                 width=33, layout="rgb", latent_shape=shape, streams=streams)
     (_, rgb), = eng.decode([blob])
     assert rgb.shape == (17, 33, 3) and rgb.dtype == np.uint8
+
+
+def test_export_prefers_the_weight_average(tmp_path):
+    model = _tiny_checkpoint(tmp_path / "latest.pt")
+    ckpt = torch.load(tmp_path / "latest.pt", weights_only=False)
+    ema = {k: v + 0.5 if k.startswith("g_s.") else v for k, v in ckpt["model"].items()}
+    torch.save({**ckpt, "ema": ema, "ema_decay": 0.999}, tmp_path / "latest.pt")
+    shipped = zoo.load_file(zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "t.pt", "t"))
+    assert shipped.metadata["weights"] == "ema(0.999)"
+    key = next(k for k in ema if k.startswith("g_s."))
+    torch.testing.assert_close(shipped.model.state_dict()[key], ema[key], rtol=0, atol=0)
+    assert not torch.equal(shipped.model.state_dict()[key], model.state_dict()[key])
 
 
 def test_export_rejects_other_files(tmp_path):
