@@ -231,7 +231,6 @@ _OTHER_FORMATS = (
     (b"MM\x00*", "a TIFF image"),
     (b"\xff\x0a", "a JPEG XL image"),
     (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"),
-    (b"FCL1", "a fastcodec lossless stream (fastcodec.lossless)"),
     (b"PK\x03\x04", "a ZIP archive (a PyTorch checkpoint or weights file?)"),
     (b"\x1f\x8b", "gzip data"),
 )

@@ -333,7 +333,6 @@ def test_empty_input():
         (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "looks like a WebP image"),
         (b"\x00\x00\x00\x1cftypavif\x00\x00", "looks like an AVIF image"),
         (b"GIF89a\x01\x00\x01\x00", "looks like a GIF image"),
-        (b"FCL1\x01\x00\x00\x00", "fastcodec lossless"),
         (b"PK\x03\x04\x14\x00\x00\x00", "ZIP archive"),
         (b"\x00", "bad magic 00$"),
     ],
