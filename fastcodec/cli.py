@@ -429,6 +429,12 @@ def _make_codec(**kw):
 
 
 def _compress(args: argparse.Namespace) -> int:
+    if args.ray is not None:  # the same job on Ray Data (docs/ray.md)
+        try:
+            from fastcodec.ray import run_cli
+        except ImportError as exc:
+            raise UsageError(str(exc)) from exc
+        return run_cli(args)
     exts = image_extensions()
     jobs = plan_jobs(args.inputs, Path(args.out), wanted=lambda p: p.suffix.lower() in exts,
                      out_name=lambda rel: rel.with_suffix(FCC_SUFFIX))
@@ -755,6 +761,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--convert", action="store_true",
                       help="convert RGBA (alpha dropped), 16-bit, palette and other modes "
                            "instead of failing on them")
+    comp.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                      help="run on Ray Data (pip install 'fastcodec[ray]'; docs/ray.md): the "
+                           "cluster at ADDRESS (auto, host:port, ray://...), else a local one; "
+                           "writes OUTDIR/_manifest.parquet")
     comp.set_defaults(run=_compress)
 
     dec = sub.add_parser("decompress", help=".fcc files (or folders) -> images",
@@ -802,11 +812,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _looks_like_ray_address(text: str) -> bool:
+    return text in ("auto", "local") or ":" in text
+
+
+def _ray_flag(argv: list) -> list:
+    """``--ray`` takes an optional ADDRESS; a following word that is not address-like (``auto``,
+    ``local``, ``host:port``, ``ray://...``) is an input, so ``--ray photos/`` means a local
+    cluster and the input ``photos/``."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--ray" and not out[i + 1].startswith("-") and not _looks_like_ray_address(
+                out[i + 1]):
+            out[i] = "--ray=local"
+    return out
+
+
 def main(argv: Optional[list] = None) -> int:
     """Runs the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "train":  # its options are parsed by fastcodec.train itself
         return _train(argparse.Namespace(train_args=argv[1:]))
+    argv = _ray_flag(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
