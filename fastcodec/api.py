@@ -95,7 +95,7 @@ class Codec:
         device: torch device for the transforms (None: CUDA if available, else CPU).
         model: id of an installed model (:func:`fastcodec.zoo.available_models`).
         threads: range-coder threads (None: ``os.cpu_count()``).
-        batch_size: images per transform batch.
+        batch_size: images per transform batch (None: 8 on CUDA, 1 on CPU).
         transform_dtype: None, ``torch.float16`` or ``torch.bfloat16`` (CUDA only).
 
     ``last_stats``: dict of the last call (op, images, megapixels, seconds, mp_per_s,
@@ -103,7 +103,8 @@ class Codec:
     """
 
     def __init__(self, quality: float = 4.0, device=None, *, model: str = DEFAULT_MODEL,
-                 threads: Optional[int] = None, batch_size: int = 8, transform_dtype=None):
+                 threads: Optional[int] = None, batch_size: Optional[int] = None,
+                 transform_dtype=None):
         self.quality = snap_quality(quality)
         self.device = default_device() if device is None else device
         self.model_id = model

@@ -510,7 +510,7 @@ def _run_jobs(args, jobs: list[Job], command: str, *, load, setup, render, extra
         setup_seconds = time.perf_counter() - start
         start = time.perf_counter()
         progress.reset(len(todo))
-        chunk = 4 * max(1, args.batch_size)
+        chunk = 4 * (args.batch_size or 8)
         pipeline = Pipeline(load=load, code=code, render=render, chunk=chunk,
                             keep_going=args.keep_going, overwrite=args.force, report=report,
                             progress=progress, loaders=min(4, os.cpu_count() or 1))
@@ -716,8 +716,8 @@ def _add_run_options(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
     p.add_argument("-j", "--jobs", type=_positive_int, default=None, metavar="J",
                    help="range coder threads (default: one per CPU core)")
     if batch:
-        p.add_argument("--batch-size", type=_positive_int, default=8, metavar="B",
-                       help="images per transform batch (default: %(default)s)")
+        p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
+                       help="images per transform batch (default: 8 on CUDA, 1 on CPU)")
     once = p.add_mutually_exclusive_group()
     once.add_argument("--force", action="store_true", help="overwrite existing outputs")
     once.add_argument("--skip-existing", action="store_true",

@@ -150,7 +150,8 @@ class Engine:
         shipped: a :class:`fastcodec.zoo.ShippedModel` (its model's device is used).
         device: the device to run the transforms on; must be the shipped model's (None: it).
         threads: range-coder threads (None: ``os.cpu_count()``).
-        batch_size: images per transform batch (images of equal size only).
+        batch_size: images per transform batch (images of equal size only; None: 8 on CUDA,
+            1 on CPU, where batching measured ~15 % slower per image).
         transform_dtype: None (float32), ``torch.float16`` / ``torch.bfloat16`` (or their names)
             for autocast transforms on CUDA.
 
@@ -159,7 +160,7 @@ class Engine:
     """
 
     def __init__(self, shipped, device=None, *, threads: Optional[int] = None,
-                 batch_size: int = 8, transform_dtype=None) -> None:
+                 batch_size: Optional[int] = None, transform_dtype=None) -> None:
         self.shipped = shipped
         self.model = shipped.model
         self.device = torch.device(shipped.device if device is None else device)
@@ -173,7 +174,8 @@ class Engine:
         self.cuda = self.device.type == "cuda"
         self.threads = _positive_int(
             "threads", (os.cpu_count() or 1) if threads is None else threads)
-        self.batch_size = _positive_int("batch_size", batch_size)
+        self.batch_size = (8 if self.cuda else 1) if batch_size is None else _positive_int(
+            "batch_size", batch_size)
         self.transform_dtype = _transform_dtype(transform_dtype, self.device)
         # channels_last is faster for these convolutions on CUDA and on CPU alike
         self.model.to(memory_format=torch.channels_last)

@@ -38,7 +38,6 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fastcodec.models.codec_model import DEFAULT_LAMBDAS, CodecModel
 
