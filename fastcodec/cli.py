@@ -748,6 +748,9 @@ def _quality(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastcodec", description=__doc__.replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fastcodec import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastcodec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     comp = sub.add_parser("compress", help="images (files or folders) -> .fcc files",

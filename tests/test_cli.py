@@ -357,6 +357,14 @@ def test_console_script_and_python_m(photos, tmp_path, capsys):
     assert len(done.stderr.splitlines()) == 1 and "40x24 (rgb)" in done.stdout
 
 
+def test_version(capsys):
+    import fastcodec
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"fastcodec {fastcodec.__version__}"
+
+
 def test_eval_bench_and_train_are_wired(capsys, monkeypatch):
     for command, option in (("eval", "--anchors"), ("bench", "--compare")):
         with pytest.raises(SystemExit) as exc:
