@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Continue the codec training on a lent GPU machine, inside one device command (<= 10 minutes).
+#
+#   bash training/gpu_train.sh OUTDIR            # on the device: bash training/gpu_train.sh "$OUT"
+#
+# Installs fastcodec (editable, no CUDA C++ build: training uses the Triton kernels), resumes from
+# RESUME (default: training/codec-v1/latest.pt, the committed checkpoint), trains until BUDGET_S
+# seconds after the start (default 540) and stops with SIGINT, which makes the trainer write
+# OUTDIR/latest.pt (model, EMA, optimizers, RNG; resumable anywhere, CPU included). OUTDIR also
+# gets log.jsonl, train.log and status.txt. Back on the development machine:
+#   cp OUTDIR/latest.pt training/codec-v1/latest.pt; cat OUTDIR/log.jsonl >> training/codec-v1/log.jsonl
+#   python -m fastcodec.zoo export training/codec-v1/latest.pt    # -> fastcodec/weights/fcf64-v1.pt
+#
+# Environment: PYTHON (python3), BUDGET_S (540), RESUME, DATA (../shared/data/train, else
+# shared/data/train), VAL (same with val/), and TRAIN_ARGS for more `fastcodec train` options.
+# Defaults: batch 16 of 256x256 crops, bf16 autocast, lr 1e-4 (the model config comes from the
+# checkpoint).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+T0=$SECONDS
+BUDGET_S=${BUDGET_S:-540}
+PY=${PYTHON:-python3}
+out="${1:?usage: training/gpu_train.sh OUTDIR}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+status="$out/status.txt"
+: > "$status"
+note() { echo "[gpu_train] $*" | tee -a "$status"; }
+
+pick() {  # first existing folder among the arguments
+    for d in "$@"; do [ -d "$d" ] && { echo "$d"; return; }; done
+    echo "$1"
+}
+DATA=${DATA:-$(pick ../shared/data/train shared/data/train)}
+VAL=${VAL:-$(pick ../shared/data/val shared/data/val)}
+RESUME=${RESUME:-training/codec-v1/latest.pt}
+[ -d "$DATA" ] || { note "no training images at $DATA (set DATA)"; exit 2; }
+[ -f "$RESUME" ] || { note "no checkpoint at $RESUME (set RESUME)"; exit 2; }
+
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 2)" \
+    || { note "no CUDA device"; exit 2; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$status"
+
+t=$SECONDS
+FASTCODEC_CUDA=OFF timeout 240 "$PY" -m pip install -q --no-build-isolation -e . \
+    > "$out/build.log" 2>&1
+rc=$?
+note "install: exit $rc after $((SECONDS - t)) s"
+[ $rc -eq 0 ] || exit 1
+
+left=$((BUDGET_S - (SECONDS - T0)))
+[ $left -gt 60 ] || { note "only $left s left after the install"; exit 3; }
+note "training for $left s from $RESUME (data $DATA, val $VAL)"
+# SIGINT at the deadline: the trainer finishes its step and writes latest.pt; KILL 60 s later.
+timeout --signal=INT --kill-after=60 "$left" "$PY" -m fastcodec.train \
+    --out "$out" --resume "$RESUME" --data "$DATA" --val "$VAL" \
+    --batch-size 16 --crop 256 --lr 1e-4 --amp bf16 --log-every 200 --val-every 5000 \
+    --ckpt-every 2000 --ckpt-every-minutes 3 --keep-every 0 ${TRAIN_ARGS:-} \
+    > "$out/train.log" 2>&1
+rc=$?
+note "train: exit $rc (124 or 130 = stopped at the deadline, as planned)"
+tail -3 "$out/train.log" | tee -a "$status"
+[ -f "$out/latest.pt" ] || { note "no checkpoint written"; exit 1; }
+exit 0
