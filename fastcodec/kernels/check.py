@@ -834,7 +834,7 @@ def format_markdown(report) -> str:
         f"* nvcc: {cuda.get('nvcc_version') or cuda.get('message') or cuda.get('status')}",
         f"* Scope: {report['scope_description']}",
         f"* Tensor cores: {report['tensor_core_policy']}",
-        f"* Fails on: spills, shared memory per block above "
+        "* Fails on: spills, shared memory per block above "
         + ", ".join(f"{v} B on sm_{a}" for a, v in report["smem_limit_bytes"].items())
         + ", ptxas's serialized-wgmma warning, missing matrix instructions on a tensor-core path.",
         f"* Result: **{'PASSED' if report['passed'] else 'FAILED'}**. A config that fails is removed from "

@@ -22,7 +22,6 @@ decoder uses stored integers rather than re-evaluating the network).
 
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
