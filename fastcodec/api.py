@@ -114,7 +114,8 @@ class Codec:
         self._engines: Dict[str, object] = {}
         self.last_stats: Optional[dict] = None
         self.last_choices: Optional[List[dict]] = None
-        self._engine(model)  # fail early on an unknown model or bad settings
+        # fail early on an unknown model or bad settings; the engine resolves the defaults
+        self.batch_size = self._engine(model).batch_size
 
     def _engine(self, model_id: str):
         eng = self._engines.get(model_id)
@@ -159,36 +160,35 @@ class Codec:
             rgbs.append(rgb)
             layouts.append(layout)
         eng = self._engine(self.model_id)
-        layout_of = {id(rgb): layout for rgb, layout in zip(rgbs, layouts)}
         parts = []
 
-        def encode(batch, q):
-            coded = eng.encode(batch, q)
+        def encode(indices, q):
+            coded = eng.encode([rgbs[i] for i in indices], q)
             parts.append(eng.last_stats)
             sm = eng.shipped
             return [
                 pack(model_id=sm.model_id, weights_hash=sm.weights_hash, quality=q,
-                     height=rgb.shape[0], width=rgb.shape[1], layout=layout_of[id(rgb)],
+                     height=rgbs[i].shape[0], width=rgbs[i].shape[1], layout=layouts[i],
                      latent_shape=shape, streams=streams)
-                for rgb, (shape, streams) in zip(batch, coded)
+                for i, (shape, streams) in zip(indices, coded)
             ]
 
         if target_bpp is None and target_psnr is None:
-            blobs = encode(rgbs, q)
+            blobs = encode(range(len(rgbs)), q)
             self.last_choices = None
         else:
             from fastcodec import rate_control
             from fastcodec.metrics import psnr
 
             if target_bpp is not None:
-                def measure(rgb, blob):
-                    return 8.0 * len(blob) / (rgb.shape[0] * rgb.shape[1])
+                def measure(i, blob):
+                    return 8.0 * len(blob) / (rgbs[i].shape[0] * rgbs[i].shape[1])
             else:
-                def measure(rgb, blob):
+                def measure(i, blob):
                     (_, decoded), = eng.decode([blob])
-                    return psnr(rgb, decoded)
+                    return psnr(rgbs[i], decoded)
             choices = rate_control.search(
-                rgbs, eng.shipped.qualities, encode, measure,
+                len(rgbs), eng.shipped.qualities, encode, measure,
                 target_bpp if target_bpp is not None else target_psnr,
                 larger_is_better=target_psnr is not None)
             blobs = [c.blob for c in choices]

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 
 __all__ = ["Choice", "search"]
 
@@ -35,22 +34,22 @@ class Choice:
 
 
 def search(
-    rgb_images: Sequence[np.ndarray],
+    n: int,
     grid: Sequence[float],
-    encode: Callable[[List[np.ndarray], float], List[bytes]],
-    measure: Callable[[np.ndarray, bytes], float],
+    encode: Callable[[List[int], float], List[bytes]],
+    measure: Callable[[int, bytes], float],
     target: float,
     *,
     larger_is_better: bool,
 ) -> List[Choice]:
-    """Bisects ``grid`` (ascending qualities) per image.
+    """Bisects ``grid`` (ascending qualities) for each of ``n`` images (numbered 0..n-1).
 
-    ``encode(images, quality) -> blobs`` codes a batch at one quality; ``measure(image, blob)``
-    gives the value compared with ``target``. With ``larger_is_better`` (PSNR) the answer is the
-    lowest quality with ``value >= target``; otherwise (bpp) the highest with ``value <= target``.
+    ``encode(indices, quality) -> blobs`` codes those images at one quality;
+    ``measure(index, blob)`` gives the value compared with ``target``. With
+    ``larger_is_better`` (PSNR) the answer is the lowest quality with ``value >= target``;
+    otherwise (bpp) the highest with ``value <= target``.
     """
     grid = list(grid)
-    n = len(rgb_images)
     lo = [0] * n  # search window [lo, hi] of grid indices, per image
     hi = [len(grid) - 1] * n
     best: List[Optional[Choice]] = [None] * n
@@ -65,9 +64,9 @@ def search(
             if lo[i] <= hi[i]:
                 by_level.setdefault((lo[i] + hi[i]) // 2, []).append(i)
         for level, idx in by_level.items():
-            blobs = encode([rgb_images[i] for i in idx], grid[level])
+            blobs = encode(idx, grid[level])
             for i, blob in zip(idx, blobs):
-                value = float(measure(rgb_images[i], blob))
+                value = float(measure(i, blob))
                 choice = Choice(grid[level], blob, value, ok(value))
                 if choice.met:
                     best[i] = choice

@@ -173,6 +173,23 @@ class _Worker:
         """``[fn(job) for job in jobs]`` on the I/O threads (``fn`` returns errors as values)."""
         return list(self._pool.map(fn, jobs)) if len(jobs) > 1 else [fn(j) for j in jobs]
 
+    @staticmethod
+    def _batch_or_isolate(code, items: list) -> list:
+        """``code(items)`` (a list, one result per item) in one call; when that fails, item by
+        item, so one bad item costs only itself: its entry is then the exception."""
+        try:
+            return list(code(items))
+        except Exception:
+            if len(items) == 1:
+                raise
+        out: list = []
+        for item in items:
+            try:
+                out.append(code([item])[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     def _items(self, batch: Dict[str, np.ndarray], rows: _Rows) -> List[Tuple[_Item, Any]]:
         """(item, raw input) per row: raw is bytes read from the source, the row's ``bytes`` or
         its ``image`` array. Rows that fail here are recorded in ``rows``."""
@@ -263,18 +280,8 @@ class _CompressWorker(_Worker):
 
     def _encode(self, images: list) -> List[Union[bytes, BaseException]]:
         """Blobs for ``images``; one batch call, or image by image to isolate a failure."""
-        try:
-            return list(self.codec.compress(images, convert=self.convert))
-        except Exception:
-            if len(images) == 1:
-                raise
-        out: List[Union[bytes, BaseException]] = []
-        for image in images:
-            try:
-                out.append(self.codec.compress(image, convert=self.convert)[0])
-            except Exception as exc:
-                out.append(exc)
-        return out
+        return self._batch_or_isolate(
+            lambda part: self.codec.compress(part, convert=self.convert), images)
 
     def _prepare(self, job) -> tuple:
         """("skipped", data, header) when a verified output exists (``existing="verify"``),
@@ -351,18 +358,8 @@ class _DecompressWorker(_Worker):
         self.existing, self.max_pixels = existing, max_pixels
 
     def _decode_all(self, blobs: list) -> List[Union[np.ndarray, BaseException]]:
-        try:
-            return list(self.codec.decompress(blobs, max_pixels=self.max_pixels))
-        except Exception:
-            if len(blobs) == 1:
-                raise
-        out: List[Union[np.ndarray, BaseException]] = []
-        for blob in blobs:
-            try:
-                out.append(self.codec.decompress(blob, max_pixels=self.max_pixels)[0])
-            except Exception as exc:
-                out.append(exc)
-        return out
+        return self._batch_or_isolate(
+            lambda part: self.codec.decompress(part, max_pixels=self.max_pixels), blobs)
 
     @staticmethod
     def _png_matches(data: Optional[bytes], header) -> bool:

@@ -208,5 +208,17 @@ def coding_problem(draw, max_rows: int = 5, max_length: int = 24, count=None):
     return tables, np.array(symbols, dtype=np.int32), np.array(indexes, dtype=np.int32)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Runs a test with one torch thread: the test models are tiny, and one thread is faster and
+    immune to spin-waiting on busy cores. Use ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 # Importable by the test modules whatever name pytest gave this module (see the docstring).
 sys.modules["_fastcodec_test_helpers"] = sys.modules[__name__]

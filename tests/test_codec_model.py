@@ -13,13 +13,7 @@ from fastcodec.entropy.factorized import FactorizedPrior
 from fastcodec.models import CodecModel, pad_to_multiple
 from fastcodec.rangecoder import STREAM_OVERHEAD_BYTES, CdfTables
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is faster, and immune to spin-waiting on busy cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 VAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "val"
