@@ -96,7 +96,8 @@ class Codec:
         model: id of an installed model (:func:`fastcodec.zoo.available_models`).
         threads: range-coder threads (None: ``os.cpu_count()``).
         batch_size: images per transform batch (None: 8 on CUDA, 1 on CPU).
-        transform_dtype: None, ``torch.float16`` or ``torch.bfloat16`` (CUDA only).
+        transform_dtype: None (float32), ``torch.bfloat16`` (CUDA or CPU) or ``torch.float16``
+            (CUDA): autocast for the transforms; the entropy coding stays bit-exact.
 
     ``last_stats``: dict of the last call (op, images, megapixels, seconds, mp_per_s,
     images_per_s).

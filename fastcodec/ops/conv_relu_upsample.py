@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import _validate as V
 from ._backend import launch_kernel, resolve_backend
-from ._conv import padded_conv, padded_conv_backward
+from ._conv import conv_relu, padded_conv, padded_conv_backward, pixel_shuffle
 
 _OP = "conv_relu_upsample"
 aten = torch.ops.aten
@@ -49,8 +49,8 @@ def _conv_relu_upsample_op(
     pads = (pad_top, pad_bottom, pad_left, pad_right)
     oh, ow, shape = _out_shape(x, weight, *pads, scale)
     if backend == "torch" or x.numel() == 0:
-        y, _ = padded_conv(x, weight, bias, 1, pads)
-        return F.pixel_shuffle(F.relu(y), scale).contiguous(memory_format=fmt)
+        z = conv_relu(x, weight, bias, 1, pads)
+        return pixel_shuffle(z, scale).contiguous(memory_format=fmt)
     return launch_kernel(
         _OP, backend, x, weight, bias, fmt, shape,
         pad_top=pad_top, pad_left=pad_left, out_h=oh, out_w=ow, scale=scale,
