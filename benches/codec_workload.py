@@ -390,13 +390,15 @@ class CodecResults:
 
     def fill_ratios(self) -> None:
         """fastcodec's MP/s over each baseline's, same op: the factorized model on the same
-        device and batch; Pillow (all-cores thread pool) for CPU rows of the full image set."""
+        device, precision and batch; Pillow (all-cores thread pool) for CPU rows of the full image set."""
         n = len(self.images.images) if self.images else None
         pillow_threads = os.cpu_count() or 1
         for (codec, op, device, batch, _), info in self.rows.items():
             if not codec.startswith("fastcodec"):
                 continue
-            base = self._find("factorized", op, device.split("-")[0], batch)
+            # the baseline in the same precision when measured, else its float32 row
+            base = (self._find("factorized", op, device, batch)
+                    or self._find("factorized", op, device.split("-")[0], batch))
             if base is not None:
                 info["speedup_vs_factorized"] = info["MP_per_s"] / base["MP_per_s"]
             if device == "cpu" and batch == n:

@@ -225,8 +225,9 @@ class FactorizedReimpl:
     short = "factorized (re-impl.)"
 
     def __init__(self, calibration, device="cpu", N: int = N_CHANNELS, M: int = M_CHANNELS,
-                 seed: int = SEED) -> None:
+                 seed: int = SEED, dtype=None) -> None:
         self.device = torch.device(device)
+        self.dtype = dtype
         self.version = None
         torch.manual_seed(seed)
         self.net = FactorizedArchitecture(N, M).eval()
@@ -251,8 +252,9 @@ class FactorizedReimpl:
     @torch.inference_mode()
     def latent_symbols(self, images) -> np.ndarray:
         """int32 ``[B, M, h, w]``: the rounded latent of ``images`` around the medians."""
-        y = self.net.g_a(images_to_tensor(images, self.device))
-        return torch.round(y - self._med).to(torch.int32).cpu().numpy()
+        with _autocast(self.device, self.dtype):
+            y = self.net.g_a(images_to_tensor(images, self.device))
+        return torch.round(y.float() - self._med).to(torch.int32).cpu().numpy()
 
     def encode(self, images) -> Encoded:
         height, width = np.shape(images[0])[:2]
@@ -270,7 +272,9 @@ class FactorizedReimpl:
     def decode(self, enc: Encoded) -> list:
         symbols = self.decode_symbols(enc)
         y_hat = torch.from_numpy(symbols).to(self.device).float() + self._med
-        return tensor_to_images(self.net.g_s(y_hat), enc.height, enc.width)
+        with _autocast(self.device, self.dtype):
+            x_hat = self.net.g_s(y_hat)
+        return tensor_to_images(x_hat.float(), enc.height, enc.width)
 
     def transforms(self) -> list:
         """``[g_a, g_s]``."""
@@ -297,12 +301,14 @@ class CompressAIFactorized:
     key = "compressai-factorized"
     short = "CompressAI factorized"
 
-    def __init__(self, calibration, device="cpu", quality: int = 4, seed: int = SEED) -> None:
+    def __init__(self, calibration, device="cpu", quality: int = 4, seed: int = SEED,
+                 dtype=None) -> None:
         try:
             from compressai.zoo import bmshj2018_factorized  # noqa: PLC0415
         except Exception as exc:  # noqa: BLE001 - any import failure: not usable here
             raise CompressAIUnavailable(f"compressai.zoo does not import: {exc!r}") from None
         self.device = torch.device(device)
+        self.dtype = dtype
         self.version = _version("compressai")
         self.label = f"CompressAI {self.version} bmshj2018-factorized (untrained, N=128, M=192)"
         torch.manual_seed(seed)
@@ -315,13 +321,25 @@ class CompressAIFactorized:
     @torch.inference_mode()
     def encode(self, images) -> Encoded:
         height, width = np.shape(images[0])[:2]
-        out = self.net.compress(images_to_tensor(images, self.device))
+        x = images_to_tensor(images, self.device)
+        if self.dtype is None:
+            out = self.net.compress(x)
+        else:  # what compress() does, with the transform under autocast
+            with _autocast(self.device, self.dtype):
+                y = self.net.g_a(x)
+            y = y.float()
+            out = {"strings": [self.net.entropy_bottleneck.compress(y)], "shape": y.shape[-2:]}
         h, w = (int(s) for s in out["shape"])
         return Encoded(list(out["strings"][0]), int(height), int(width), (h, w))
 
     @torch.inference_mode()
     def decode(self, enc: Encoded) -> list:
-        x_hat = self.net.decompress([enc.streams], enc.latent_hw)["x_hat"]
+        if self.dtype is None:
+            x_hat = self.net.decompress([enc.streams], enc.latent_hw)["x_hat"]
+        else:  # what decompress() does, with the transform under autocast
+            y_hat = self.net.entropy_bottleneck.decompress(enc.streams, enc.latent_hw)
+            with _autocast(self.device, self.dtype):
+                x_hat = self.net.g_s(y_hat).float().clamp_(0, 1)
         return tensor_to_images(x_hat, enc.height, enc.width)
 
     def transforms(self) -> list:
@@ -333,10 +351,16 @@ class CompressAIFactorized:
         return int(self.net.g_a[-1].out_channels)
 
 
-def load_baseline(calibration, device="cpu"):
+def _autocast(device: torch.device, dtype):
+    """Autocast of the transforms to ``dtype`` (None: off, float32)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def load_baseline(calibration, device="cpu", dtype=None):
     """CompressAI's model when ``compressai.zoo`` imports, else :class:`FactorizedReimpl`;
-    returns ``(baseline, why_not_compressai or None)``."""
+    returns ``(baseline, why_not_compressai or None)``. ``dtype`` (e.g. ``torch.bfloat16``)
+    runs the transforms under autocast, as fastcodec's ``transform_dtype`` does."""
     try:
-        return CompressAIFactorized(calibration, device), None
+        return CompressAIFactorized(calibration, device, dtype=dtype), None
     except CompressAIUnavailable as exc:
-        return FactorizedReimpl(calibration, device), str(exc)
+        return FactorizedReimpl(calibration, device, dtype=dtype), str(exc)

@@ -69,9 +69,10 @@ def pytest_generate_tests(metafunc):
                  for op in OPS for fmt in cw.PILLOW_FORMATS for t in sorted({1, CORES})]
         metafunc.parametrize("pillow_case", cases)
     if "factorized_case" in metafunc.fixturenames:
-        metafunc.parametrize("factorized_case", _cases(("cpu", "cuda"), quick))
+        metafunc.parametrize("factorized_case", _cases(("cpu", "cpu-bf16", "cuda"), quick))
     if "fastcodec_case" in metafunc.fixturenames:
-        metafunc.parametrize("fastcodec_case", _cases(("cpu", "cuda", "cuda-bf16"), quick))
+        metafunc.parametrize("fastcodec_case",
+                             _cases(("cpu", "cpu-bf16", "cuda", "cuda-bf16"), quick))
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +129,23 @@ def _device(device: str, results: cw.CodecResults) -> str:
         reason = "no CUDA device (torch.cuda.is_available() is False)"
         results.skip("cuda rows", reason)
         pytest.skip(reason)
+    if device == "cpu-bf16" and not _cpu_has_bf16():
+        reason = "this CPU has no native bfloat16 (AMX / AVX512-BF16): bf16 would be emulated"
+        results.skip("cpu-bf16 rows", reason)
+        pytest.skip(reason)
     return kind
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _dtype(device: str):
+    """The transforms' autocast dtype of a case id (``...-bf16``: bfloat16, else float32)."""
+    return torch.bfloat16 if device.endswith("-bf16") else None
 
 
 def _measure(benchmark, fn, *, quick: bool, device: str):
@@ -204,9 +221,10 @@ def factorized_models(codec_results):
     cache = {}
 
     def get(device: str):
+        """``device``: a case id (``cpu``, ``cpu-bf16``, ``cuda``)."""
         if device not in cache:
             calibration = codec_results.images.images[:CALIBRATION_IMAGES]
-            model, why_not = load_baseline(calibration, device)
+            model, why_not = load_baseline(calibration, device.split("-")[0], _dtype(device))
             if why_not and not any("CompressAI" in n for n in codec_results.notes):
                 codec_results.notes.append(
                     f"note: CompressAI's model is not used ({why_not}); the factorized rows are "
@@ -228,7 +246,7 @@ def factorized_models(codec_results):
 def test_factorized(benchmark, factorized_case, codec_results, factorized_models, quick):
     op, device, batch = factorized_case
     kind = _device(device, codec_results)
-    model, enc_g, dec_g = factorized_models(kind)
+    model, enc_g, dec_g = factorized_models(device)
     images = codec_results.images.batch(batch)
     if op == "encode":
         out, seconds, best, extra = _measure(benchmark, lambda: model.encode(images),
@@ -255,7 +273,8 @@ def test_factorized(benchmark, factorized_case, codec_results, factorized_models
 
 @pytest.fixture(scope="session")
 def fastcodec_codecs(codec_results):
-    """``get(device_id)``: a ``fastcodec.Codec`` for ``cpu`` / ``cuda`` / ``cuda-bf16``."""
+    """``get(device_id)``: a ``fastcodec.Codec`` for ``cpu`` / ``cpu-bf16`` / ``cuda`` /
+    ``cuda-bf16``."""
     import fastcodec
     from fastcodec.zoo import load_model
 
@@ -264,7 +283,7 @@ def fastcodec_codecs(codec_results):
     def get(device_id: str):
         if device_id not in cache:
             kind = device_id.split("-")[0]
-            dtype = torch.bfloat16 if device_id.endswith("bf16") else None
+            dtype = _dtype(device_id)
             codec = fastcodec.Codec(cw.FASTCODEC_QUALITY, kind, transform_dtype=dtype)
             shipped = load_model(codec.model_id, kind)
             model = shipped.model
