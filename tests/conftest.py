@@ -1,4 +1,5 @@
-"""Shared helpers for the range-coder tests: reference code lengths and random-table strategies.
+"""Shared test helpers: reference code lengths and random-table strategies for the range-coder
+tests, the one-torch-thread fixture and tiny synthetic training images.
 
 Test modules import these with ``from _fastcodec_test_helpers import ...``: this conftest registers
 itself under that name, because the bare name ``conftest`` is ambiguous when pytest also loads
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +224,23 @@ def one_torch_thread():
 
 # Importable by the test modules whatever name pytest gave this module (see the docstring).
 sys.modules["_fastcodec_test_helpers"] = sys.modules[__name__]
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory) -> Path:
+    """Eight 48x48 smooth synthetic photos (gradients, edges, a little noise) as PNGs."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:48] / 47.0
+    for i in range(8):
+        f = rng.uniform(1, 4, size=3)
+        img = np.stack(
+            [0.5 + 0.4 * np.sin(f[c] * (xx + rng.uniform()) * 3 + c * yy * f[c]) for c in range(3)],
+            axis=-1,
+        )
+        img[rng.integers(8, 40) :, :] *= rng.uniform(0.5, 1.0)  # an edge
+        img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"im{i}.png")
+    return folder

@@ -18,26 +18,6 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
-@pytest.fixture(scope="module")
-def tiny_images(tmp_path_factory) -> Path:
-    """Eight 48x48 smooth synthetic photos (gradients, edges, a little noise) as PNGs."""
-    from PIL import Image
-
-    folder = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:48, 0:48] / 47.0
-    for i in range(8):
-        f = rng.uniform(1, 4, size=3)
-        img = np.stack(
-            [0.5 + 0.4 * np.sin(f[c] * (xx + rng.uniform()) * 3 + c * yy * f[c]) for c in range(3)],
-            axis=-1,
-        )
-        img[rng.integers(8, 40) :, :] *= rng.uniform(0.5, 1.0)  # an edge
-        img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1)
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"im{i}.png")
-    return folder
-
-
 def _args(data, out, *extra):
     return T.build_parser().parse_args(
         [
@@ -142,3 +122,17 @@ def test_learning_rate_schedule():
     assert T.learning_rate(args, 50) == pytest.approx(1e-3)
     assert T.learning_rate(args, 150) == pytest.approx(1e-4)
     assert T.learning_rate(args, 250) == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("amp,layout", [("bf16", "auto"), ("none", "contiguous")])
+def test_cpu_bf16_and_memory_formats(tmp_path, tiny_images, amp, layout):
+    """bf16 autocast runs on CPU (fp16 is refused there); either layout trains."""
+    out = tmp_path / amp
+    last = T.run(T.build_parser().parse_args(
+        [*_args_list(tiny_images, out), "--amp", amp, "--memory-format", layout]))
+    assert last["step"] == 3 and np.isfinite(last["loss"])
+    assert _log(out)[0]["amp"] == amp
+    assert T.resolve_memory_format("auto", torch.device("cpu")) == torch.channels_last
+    assert T.resolve_memory_format("auto", torch.device("cuda")) == torch.contiguous_format
+    with pytest.raises(ValueError, match="fp16"):
+        T.run(T.build_parser().parse_args([*_args_list(tiny_images, out), "--amp", "fp16"]))

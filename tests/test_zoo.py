@@ -74,14 +74,18 @@ def test_unknown_model(bad):
 
 
 def test_stored_tables_equal_a_fresh_export():
+    """The stored tables are the weights' own. A fresh export runs the density network in
+    float32 on this CPU: the medians may differ in the last bit from the exporting machine's
+    (seen between AMD and Intel AVX-512 builds), which is why coding uses the stored ones."""
     shipped = zoo.load_model()
     fresh = CodecModel.from_config(shipped.model.config)
     fresh.load_state_dict(shipped.model.state_dict())
     fresh.eval()
     for q in (1.0, 3.25, 6.0):
         a, b = shipped.tables[q], fresh.export_tables(q - 1)
-        for name in ("cdfs", "cdf_lengths", "offsets", "medians"):
+        for name in ("cdfs", "cdf_lengths", "offsets"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        np.testing.assert_allclose(a.medians, b.medians, rtol=1e-6, atol=1e-9)
         assert a.precision == b.precision
 
 

@@ -14,9 +14,10 @@ is compared to the input in [0, 1] but must be free to overshoot while training;
 only when an image is written). The first block takes the signed quantized latent directly: the
 conv before its ReLU is linear in it, so no information is lost.
 
-Widths: ``N`` hidden channels everywhere except that the last upsampling block outputs
-``N_out = N // 2`` by default (``last_width``): at full resolution that block is the most
-expensive layer of the whole model and the RGB head does not need more.
+Widths: ``N`` hidden channels everywhere except at full resolution, where the layers are the
+most expensive per output channel: the first analysis block outputs ``first_width`` (default
+``N``) and the last upsampling block outputs ``last_width`` (default ``N // 2``; the RGB head
+does not need more).
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ class AnalysisTransform(nn.Module):
         kernels: Sequence[int] | int = (5, 3, 3, 3),
         pool: str = "avg",
         head_kernel: int = 3,
+        first_width: Optional[int] = None,
         backend: Optional[str] = None,
     ) -> None:
         super().__init__()
         ks = _kernels(kernels)
-        chans = [3, N, N, N, N]
+        chans = [3, N if first_width is None else int(first_width), N, N, N]
         self.blocks = nn.ModuleList(
             ConvReLUPool2d(
                 chans[i], chans[i + 1], ks[i], stride=1, padding=ks[i] // 2, pool=pool,

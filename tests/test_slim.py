@@ -1,0 +1,115 @@
+"""Slimming a trained codec (fastcodec.models.slim): the kept channels, the folded biases, the
+checkpoint it writes and the training run that resumes from it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastcodec import train as T
+from fastcodec.models import CodecModel
+from fastcodec.models.slim import main as slim_main
+from fastcodec.models.slim import slim
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
+
+def _model(seed=0) -> CodecModel:
+    torch.manual_seed(seed)
+    m = CodecModel(N=12, M=8, last_width=6).eval()
+    with torch.no_grad():  # biases > 0 so every channel is active somewhere
+        for block in (*m.g_a.blocks, *m.g_s.blocks):
+            block.bias.uniform_(0.05, 0.2)
+    return m
+
+
+def _samples(n=4, size=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g)
+
+
+def _outputs(m: CodecModel, x):
+    with torch.no_grad():
+        y = m.g_a(x)
+        return y, m.g_s(y)
+
+
+def test_same_widths_is_the_same_model():
+    m, x = _model(), _samples()
+    s = slim(m, x)
+    assert s.config["first_width"] == 12 and s.config["last_width"] == 6
+    for a, b in zip(_outputs(m, x), _outputs(s, x)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_dead_channels_are_the_ones_dropped_exactly():
+    """Channels that never fire have importance 0: slimming them away changes nothing."""
+    m, x = _model(), _samples()
+    with torch.no_grad():
+        for i in (1, 4, 7, 10):  # first analysis block: 4 dead filters of 12
+            m.g_a.blocks[0].weight[i] = 0
+            m.g_a.blocks[0].bias[i] = -1
+        for c in (0, 3):  # last synthesis block: 2 dead output channels of 6 (4 conv rows each)
+            m.g_s.blocks[3].weight[c * 4 : c * 4 + 4] = 0
+            m.g_s.blocks[3].bias[c * 4 : c * 4 + 4] = -1
+    s = slim(m, x, first_width=8, last_width=4)
+    assert s.g_a.blocks[0].weight.shape[0] == 8 and s.g_a.blocks[1].weight.shape[1] == 8
+    assert s.g_s.blocks[3].weight.shape[0] == 16 and s.g_s.out.weight.shape[1] == 4
+    (y0, x0), (y1, x1) = _outputs(m, x), _outputs(s, x)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x1, x0, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_channels_fold_into_the_next_bias():
+    """A dropped channel that is constant inside the image moves into the next layer's bias."""
+    m = _model()
+    x = _samples(size=64)
+    b0, b1 = m.g_a.blocks[0], m.g_a.blocks[1]
+    with torch.no_grad():
+        b0.bias.fill_(1.0)  # every channel fires strongly (mean activation >= 1) ...
+        b0.weight[5] = 0  # ... but channel 5 is the constant relu(0.5) = 0.5
+        b0.bias[5] = 0.5
+        b1.weight[:, 5] *= 0.05  # and the next layer reads it weakly: the least important
+    s = slim(m, x, first_width=11)
+    assert torch.all(s.g_a.blocks[0].bias == 1.0)  # channel 5 (bias 0.5) is the one dropped
+    ref = b1(b0(x))
+    out = s.g_a.blocks[1](s.g_a.blocks[0](x))
+    # away from the borders (where the padding zeroes the constant) the result is unchanged
+    inner = (..., slice(2, -2), slice(2, -2))
+    torch.testing.assert_close(out[inner], ref[inner], rtol=1e-5, atol=1e-5)
+    kept = [i for i in range(12) if i != 5]
+    naive = torch.nn.functional.conv2d(  # the same channels without the folded bias
+        b0(x)[:, kept], b1.weight[:, kept], b1.bias, padding=1)
+    assert (torch.nn.functional.avg_pool2d(torch.relu(naive), 2) - ref)[inner].abs().max() > 1e-3
+
+
+def test_bad_widths():
+    m, x = _model(), _samples()
+    with pytest.raises(ValueError, match="widths"):
+        slim(m, x, first_width=13)
+    with pytest.raises(ValueError, match="widths"):
+        slim(m, x, last_width=0)
+
+
+def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images):
+    run = tmp_path / "run"
+    T.run(T.build_parser().parse_args([
+        "--data", str(tiny_images), "--val", "", "--out", str(run), "--N", "8", "--M", "8",
+        "--crop", "32", "--batch-size", "2", "--steps", "3", "--threads", "1",
+    ]))
+    out = tmp_path / "slim.pt"
+    assert slim_main([str(run / "latest.pt"), str(out), "--first-width", "4", "--last-width",
+                      "2", "--data", str(tiny_images), "--samples", "4", "--crop", "32"]) == 0
+    ckpt = T.load_checkpoint(out)
+    assert ckpt["step"] == 0 and "optimizer" not in ckpt
+    assert ckpt["model_config"]["first_width"] == 4 and ckpt["model_config"]["last_width"] == 2
+    assert ckpt["slimmed_from"]["step"] == 3
+
+    fine = tmp_path / "fine"
+    T.run(T.build_parser().parse_args([
+        "--data", str(tiny_images), "--val", "", "--out", str(fine), "--resume", str(out),
+        "--crop", "32", "--batch-size", "2", "--steps", "4", "--threads", "1",
+    ]))
+    done = T.load_checkpoint(fine / "latest.pt")
+    assert done["step"] == 4 and done["model_config"]["first_width"] == 4
+    assert T.load_model(fine / "latest.pt").g_a.blocks[0].weight.shape[0] == 4
