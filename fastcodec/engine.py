@@ -27,6 +27,13 @@ stream up to 2 megapixels (each stream costs 32 bytes of coder state), then one 
 megapixels, at most 16. The decoder reads ``S`` from the container, so the policy can change
 without breaking old files.
 
+Tiling: an image larger than ``tile_size`` pixels on a side (default 2048) runs ``g_a`` and
+``g_s`` tile by tile (:mod:`fastcodec.tiling`), so the transforms' activations, which would
+take 10+ GB for a 50-megapixel photo, stay bounded by the tile size. Each tile carries a halo of
+a few latent pixels (the transforms' receptive-field radius, from their kernel sizes, plus a
+margin) and only its interior is kept, so the result is the whole-image one up to
+floating-point summation order; smaller images take the single untiled pass as before.
+
 Entropy coding uses only the stored integer tables of the shipped model and is bit-exact: the
 bytes and the decoded symbols never depend on the thread count. Bad bytes always surface as
 :class:`fastcodec.container.FormatError`.
@@ -53,8 +60,15 @@ from fastcodec.container import (
     unpack,
 )
 from fastcodec.models import pad_to_multiple
+from fastcodec.tiling import (
+    analysis_tiled,
+    receptive_halo_analysis,
+    receptive_halo_synthesis,
+    synthesis_tiled,
+)
 
-__all__ = ["Engine", "MAX_STREAMS", "PIXELS_PER_STREAM", "Stats", "num_streams"]
+__all__ = ["DEFAULT_TILE_SIZE", "Engine", "MAX_STREAMS", "PIXELS_PER_STREAM", "Stats",
+           "num_streams"]
 
 #: Padded pixels per range-coder stream before an image gets another one.
 PIXELS_PER_STREAM = 2 * 2**20
@@ -64,6 +78,8 @@ MAX_STREAMS = 16
 #: (bounds the host memory held by symbols waiting for the coder).
 _AHEAD = 3
 _STRIDE = 16
+#: Tile side in image pixels above which the transforms run tiled (CPU and CUDA alike).
+DEFAULT_TILE_SIZE = 2048
 
 
 def num_streams(height: int, width: int, channels: int) -> int:
@@ -129,6 +145,17 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _tile_size(value) -> int:
+    """``value`` (image pixels) checked to be a positive multiple of the latent stride."""
+    if value is None:
+        return DEFAULT_TILE_SIZE
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 \
+            or value % _STRIDE:
+        raise ValueError(f"tile_size must be a positive multiple of {_STRIDE} (image pixels), "
+                         f"got {value!r}")
+    return int(value)
+
+
 def _batches(keys: Sequence, batch_size: int) -> List[List[int]]:
     """Indices grouped by equal key (groups in order of first appearance), split into chunks
     of at most ``batch_size``."""
@@ -154,14 +181,19 @@ class Engine:
         batch_size: images per transform batch (images of equal size only; None: 8 on CUDA,
             1 on CPU, where batching measured ~15 % slower per image).
         transform_dtype: None (float32), ``torch.float16`` / ``torch.bfloat16`` (or their names)
-            for autocast transforms on CUDA.
+            for autocast transforms: both on CUDA, bfloat16 on CPU.
+        tile_size: tile side in image pixels (a positive multiple of 16; None: 2048). Images
+            (padded to 16k) with a side above it run the transforms tile by tile with exact
+            halos, bounding their activation memory (see :mod:`fastcodec.tiling`); smaller
+            ones take one untiled pass.
 
     ``stats``: cumulative :class:`Stats` per ``"encode"`` / ``"decode"``; ``last_stats``: those
     of the last call.
     """
 
     def __init__(self, shipped, device=None, *, threads: Optional[int] = None,
-                 batch_size: Optional[int] = None, transform_dtype=None) -> None:
+                 batch_size: Optional[int] = None, transform_dtype=None,
+                 tile_size: Optional[int] = None) -> None:
         self.shipped = shipped
         self.model = shipped.model
         self.device = torch.device(shipped.device if device is None else device)
@@ -178,6 +210,9 @@ class Engine:
         self.batch_size = (8 if self.cuda else 1) if batch_size is None else _positive_int(
             "batch_size", batch_size)
         self.transform_dtype = _transform_dtype(transform_dtype, self.device)
+        self.tile_size = _tile_size(tile_size)
+        self._halo_analysis = receptive_halo_analysis(self.model.g_a)
+        self._halo_synthesis = receptive_halo_synthesis(self.model.g_s)
         # channels_last is faster for these convolutions on CUDA and on CPU alike
         self.model.to(memory_format=torch.channels_last)
         self._quant: Dict[float, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -222,7 +257,7 @@ class Engine:
             x = pad_to_multiple(x, _STRIDE, "replicate")
             x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                y = self.model.g_a(x)
+                y = analysis_tiled(self.model.g_a, x, self.tile_size, self._halo_analysis)
             sym = torch.round(y.float() * gain - med).to(torch.int32)
             if not self.cuda:
                 return sym.contiguous().numpy(), None
@@ -341,7 +376,8 @@ class Engine:
         with torch.inference_mode():
             y = ((sym.float() + med) * igain).contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                x = self.model.g_s(y)
+                x = synthesis_tiled(self.model.g_s, y, self.tile_size // _STRIDE,
+                                    self._halo_synthesis)
             x = x.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
             x = x.permute(0, 2, 3, 1)
             if self.cuda:
