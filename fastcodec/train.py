@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthesis-kernels", type=int, nargs=4, default=[3, 3, 3, 3])
     p.add_argument("--first-width", type=int, default=None,
                    help="output width of the first analysis block (default N)")
+    p.add_argument("--skip", action="store_true",
+                   help="linear skip paths around every block (fastcodec.models.transforms)")
     p.add_argument("--last-width", type=int, default=None,
                    help="output width of the last synthesis block (default N/2)")
     p.add_argument("--quantize", default="ste", choices=["ste", "noise"])
@@ -116,6 +118,7 @@ def model_config(args) -> dict:
         analysis_kernels=list(args.analysis_kernels),
         synthesis_kernels=list(args.synthesis_kernels),
         last_width=args.last_width, quantize=args.quantize, first_width=args.first_width,
+        skip=args.skip,
     )
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from fastcodec import cli
 from fastcodec.container import pack, unpack
 from fastcodec.progress import Progress, format_table
+from fastcodec.zoo import DEFAULT_MODEL
 
 
 def _image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -237,7 +238,7 @@ def test_info_text_and_json(photos, tmp_path, capsys):
     assert run(capsys, "compress", photos, "-o", enc, "-q", "4.6")[0] == 0  # snaps to 4.5
     rc, out, err = run(capsys, "info", enc / "sub" / "deeper" / "c.fcc")
     assert rc == 0, err
-    for text in ("model", "fcf64-v1", "quality   4.5", "size      40x24 (gray)",
+    for text in ("model", DEFAULT_MODEL, "quality   4.5", "size      40x24 (gray)",
                  "latent    128x2x3", "streams   1", "bytes", "bpp"):
         assert text in out
     files = [enc / rel for rel in EXPECTED]

@@ -23,6 +23,7 @@ import fastcodec  # noqa: E402
 from fastcodec import ray as fray  # noqa: E402
 from fastcodec import storage  # noqa: E402
 from fastcodec.samples import sample_paths  # noqa: E402
+from fastcodec.zoo import DEFAULT_MODEL  # noqa: E402
 
 # Ray's DataContext warns about its own deprecated fields when it is read
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
@@ -181,7 +182,7 @@ def test_worker_on_dataset_rows(images, reference, tmp_path):
     keys = sorted(imgs)[:3]
     worker = fray._CompressWorker(
         sources=None, dest=fray.Location.resolve(tmp_path), relative_to="/data/set",
-        path_column="path", io_threads=2, quality=QUALITY, model="fcf64-v1", device="cpu",
+        path_column="path", io_threads=2, quality=QUALITY, model=DEFAULT_MODEL, device="cpu",
         num_gpus=0, threads=1, batch_size=4, transform_dtype=None, existing="verify",
         convert=False)
     arrays = np.empty(len(keys) + 1, dtype=object)

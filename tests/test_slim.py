@@ -113,3 +113,25 @@ def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images
     done = T.load_checkpoint(fine / "latest.pt")
     assert done["step"] == 4 and done["model_config"]["first_width"] == 4
     assert T.load_model(fine / "latest.pt").g_a.blocks[0].weight.shape[0] == 4
+
+
+def test_adding_skips_keeps_the_function_and_slimming_keeps_their_channels():
+    m, x = _model(), _samples()
+    with_skip = slim(m, x, skip=True)
+    assert with_skip.config["skip"] and with_skip.g_a.skips is not None
+    for a, b in zip(_outputs(m, x), _outputs(with_skip, x)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # zero-initialized
+    with torch.no_grad():  # trained skips, and a dead channel in each slimmed layer
+        for conv in (*with_skip.g_a.skips, *with_skip.g_s.skips):
+            conv.weight.normal_(0, 0.05)
+            conv.bias.uniform_(-0.05, 0.05)
+        with_skip.g_a.blocks[0].weight[3] = 0
+        with_skip.g_a.blocks[0].bias[3] = -1
+        with_skip.g_a.skips[0].weight[3] = 0  # the channel is dead in both paths
+        with_skip.g_a.skips[0].bias[3] = 0
+        with_skip.g_s.blocks[3].weight[4:8] = 0  # output channel 1 of 6 (no skip there)
+        with_skip.g_s.blocks[3].bias[4:8] = -1
+    s = slim(with_skip, x, first_width=11, last_width=5)
+    assert s.g_a.skips[1].weight.shape[1] == 11 and len(s.g_s.skips) == 3
+    for a, b in zip(_outputs(with_skip, x), _outputs(s, x)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)

@@ -23,10 +23,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EXACT = 1e-10  # float64: only the summation order may differ between a tile and the whole
 
 
-def tiny_model(analysis_kernels=(5, 3, 3, 3)) -> CodecModel:
-    """A small float64 model in eval mode (random weights, fixed seed)."""
+def tiny_model(analysis_kernels=(5, 3, 3, 3), skip=False) -> CodecModel:
+    """A small float64 model in eval mode (random weights, fixed seed; with ``skip``, random
+    skip paths too, which stay inside each 2x2 window and so need no more halo)."""
     torch.manual_seed(0)
-    return CodecModel(N=8, M=8, analysis_kernels=analysis_kernels).double().eval()
+    model = CodecModel(N=8, M=8, analysis_kernels=analysis_kernels, skip=skip).double().eval()
+    if skip:
+        with torch.no_grad():
+            for conv in (*model.g_a.skips, *model.g_s.skips):
+                conv.weight.normal_(0, 0.3)
+                conv.bias.normal_(0, 0.1)
+    return model
 
 
 def random_image(batch, height, width, seed=1) -> torch.Tensor:
@@ -54,10 +61,11 @@ ANALYSIS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kernels", [(5, 3, 3, 3), (5, 5, 5, 5)])
+@pytest.mark.parametrize("kernels, skip", [((5, 3, 3, 3), False), ((5, 5, 5, 5), False),
+                                          ((5, 3, 3, 3), True)])
 @pytest.mark.parametrize("batch, height, width, tile", ANALYSIS_CASES)
-def test_analysis_tiled_is_exact(kernels, batch, height, width, tile):
-    model = tiny_model(kernels)
+def test_analysis_tiled_is_exact(kernels, skip, batch, height, width, tile):
+    model = tiny_model(kernels, skip)
     x = random_image(batch, height, width)
     with torch.no_grad():
         whole = model.g_a(x)
@@ -79,9 +87,10 @@ SYNTHESIS_CASES = [
 ]
 
 
+@pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("batch, height, width, tile", SYNTHESIS_CASES)
-def test_synthesis_tiled_is_exact(batch, height, width, tile):
-    model = tiny_model()
+def test_synthesis_tiled_is_exact(skip, batch, height, width, tile):
+    model = tiny_model(skip=skip)
     y = random_latent(batch, model.M, height, width)
     with torch.no_grad():
         whole = model.g_s(y)

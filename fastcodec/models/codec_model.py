@@ -62,6 +62,8 @@ class CodecModel(nn.Module):
         lambdas: rate-distortion trade-offs of the trained qualities (ascending).
         analysis_kernels, synthesis_kernels: kernel sizes of the four fused blocks of each side.
         first_width: output width of the first analysis block (None: ``N``).
+        skip: linear skip paths around every block of both transforms (see
+            :mod:`fastcodec.models.transforms`).
         last_width: output width of the last upsampling block (None: ``N // 2``).
         backend: backend of the fused ops (None: the default for the device).
         quantize: how the decoder sees the latent in training: ``"ste"`` (rounded around the
@@ -81,6 +83,7 @@ class CodecModel(nn.Module):
         backend: Optional[str] = None,
         quantize: str = "ste",
         first_width: Optional[int] = None,
+        skip: bool = False,
     ) -> None:
         super().__init__()
         lambdas = tuple(float(v) for v in lambdas)
@@ -91,12 +94,13 @@ class CodecModel(nn.Module):
         self.config = dict(
             N=int(N), M=int(M), pool=pool, lambdas=list(lambdas),
             analysis_kernels=list(analysis_kernels), synthesis_kernels=list(synthesis_kernels),
-            last_width=last_width, quantize=quantize, first_width=first_width,
+            last_width=last_width, quantize=quantize, first_width=first_width, skip=bool(skip),
         )
         self.N, self.M, self.quantize = int(N), int(M), quantize
         self.g_a = AnalysisTransform(N, M, analysis_kernels, pool=pool, first_width=first_width,
-                                     backend=backend)
-        self.g_s = SynthesisTransform(N, M, synthesis_kernels, last_width, backend=backend)
+                                     skip=skip, backend=backend)
+        self.g_s = SynthesisTransform(N, M, synthesis_kernels, last_width, skip=skip,
+                                      backend=backend)
         self.entropy = FactorizedPrior(M)
         self.register_buffer("lambdas", torch.tensor(lambdas, dtype=torch.float32))
         # gain ~ sqrt(lambda): the quantization step shrinks as the distortion weight grows

@@ -1,4 +1,5 @@
-"""Slimming a trained codec: fewer channels in the two full-resolution layers, then fine-tune.
+"""Reshaping a trained codec: fewer channels in the two full-resolution layers (slimming) and/or
+zero-initialized linear skip paths, then fine-tuning.
 
 The first analysis block and the last synthesis block run at full resolution, so their widths
 set most of the cost per pixel. :func:`slim` keeps the ``first_width`` output channels of the
@@ -7,8 +8,9 @@ block that matter most, and folds the mean contribution of the dropped ones into
 layer's bias, so the slimmed model starts close to the original and fine-tuning recovers the
 rest (``fastcodec train --resume`` on the checkpoint this writes: fresh optimizers, step 0).
 
-Importance of a channel = its mean activation on sample crops (after ReLU and pooling / pixel
-shuffle: non-negative) times the norm of the next layer's weights that read it.
+Importance of a channel = its mean absolute activation on sample crops (the block's output after
+ReLU and pooling / pixel shuffle, plus the skip path's when the model has skips) times the norm
+of the next layer's weights that read it.
 
 Command line::
 
@@ -25,6 +27,7 @@ import torch
 from torch import Tensor
 
 from fastcodec.models.codec_model import CodecModel
+from fastcodec.models.transforms import block_with_skip
 
 __all__ = ["slim", "main"]
 
@@ -36,7 +39,7 @@ def _keep(importance: Tensor, width: int) -> Tensor:
 
 @torch.no_grad()
 def slim(model: CodecModel, samples: Tensor, first_width: Optional[int] = None,
-         last_width: Optional[int] = None) -> CodecModel:
+         last_width: Optional[int] = None, skip: Optional[bool] = None) -> CodecModel:
     """A copy of ``model`` with narrower full-resolution layers.
 
     Args:
@@ -44,6 +47,9 @@ def slim(model: CodecModel, samples: Tensor, first_width: Optional[int] = None,
         samples: ``[B, 3, H, W]`` float crops in [0, 1] (H, W multiples of 16) for the mean
             activations; training images, never the test set.
         first_width, last_width: new widths (None: keep the current one). Must not exceed it.
+        skip: add the linear skip paths (zero-initialized: the function does not change) when
+            True and the model has none (None: keep as is). Existing skips are kept; those
+            of a slimmed layer keep the same channels.
     """
     model = model.float().eval()
     cfg = dict(model.config)
@@ -57,24 +63,27 @@ def slim(model: CodecModel, samples: Tensor, first_width: Optional[int] = None,
                          f"got {first_width}, {last_width}")
     scale = int(round((s3.weight.shape[0] // old_last) ** 0.5))
 
-    # mean activations: first block output (post pool), last block output (post shuffle)
-    a0 = b0(samples).mean((0, 2, 3))
+    # mean activations of the first analysis stage and the last synthesis stage (block plus
+    # skip path when the model has them: then they may be negative, so importance uses |.|)
+    h0 = block_with_skip(model.g_a.blocks[0], model.g_a.skips, 0, samples)
     y = model.g_a(samples)
-    h = y
-    for block in model.g_s.blocks:
-        h = block(h)
-    a3 = h.mean((0, 2, 3))
+    for i, block in enumerate(model.g_s.blocks):
+        y = block_with_skip(block, model.g_s.skips, i, y)
+    a0, a3 = h0.mean((0, 2, 3)), y.mean((0, 2, 3))
+    m0, m3 = h0.abs().mean((0, 2, 3)), y.abs().mean((0, 2, 3))
 
-    keep0 = _keep(a0 * b1.weight.flatten(2).norm(dim=(0, 2)), first)
-    keep3 = _keep(a3 * out.weight.flatten(2).norm(dim=(0, 2)), last)
+    keep0 = _keep(m0 * b1.weight.flatten(2).norm(dim=(0, 2)), first)
+    keep3 = _keep(m3 * out.weight.flatten(2).norm(dim=(0, 2)), last)
     drop0 = torch.ones(old_first, dtype=torch.bool)
     drop0[keep0] = False
     drop3 = torch.ones(old_last, dtype=torch.bool)
     drop3[keep3] = False
 
-    cfg.update(first_width=first, last_width=last)
+    had_skip = bool(cfg.get("skip", False))
+    cfg.update(first_width=first, last_width=last, skip=had_skip or bool(skip))
     new = CodecModel.from_config(cfg)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {k: v.clone() for k, v in new.state_dict().items()}  # zero skips when added
+    state.update({k: v.clone() for k, v in model.state_dict().items()})
     # first analysis block: keep filters; the next block reads only those, plus the dropped
     # channels' mean as a constant in its bias
     state["g_a.blocks.0.weight"] = b0.weight[keep0].clone()
@@ -88,6 +97,12 @@ def slim(model: CodecModel, samples: Tensor, first_width: Optional[int] = None,
     state["g_s.blocks.3.bias"] = s3.bias[rows].clone()
     state["g_s.out.weight"] = out.weight[:, keep3].clone()
     state["g_s.out.bias"] = out.bias + (out.weight[:, drop3].sum((2, 3)) * a3[drop3]).sum(1)
+    if had_skip:  # the skips that write the slimmed channels or read them
+        sk0, sk1 = model.g_a.skips[0], model.g_a.skips[1]
+        state["g_a.skips.0.weight"] = sk0.weight[keep0].clone()
+        state["g_a.skips.0.bias"] = sk0.bias[keep0].clone()
+        state["g_a.skips.1.weight"] = sk1.weight[:, keep0].clone()
+        state["g_a.skips.1.bias"] = sk1.bias + (sk1.weight[:, drop0].sum((2, 3)) * a0[drop0]).sum(1)
     new.load_state_dict(state)
     return new.eval()
 
@@ -109,6 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("out", help="checkpoint to write (resume it with fastcodec train)")
     p.add_argument("--first-width", type=int, default=None)
     p.add_argument("--last-width", type=int, default=None)
+    p.add_argument("--skip", action="store_true", help="add zero-initialized linear skips")
     p.add_argument("--data", required=True, help="training images for the mean activations")
     p.add_argument("--samples", type=int, default=64, help="crops for the mean activations")
     p.add_argument("--crop", type=int, default=128)
@@ -120,19 +136,21 @@ def main(argv=None) -> int:
     src = load_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint)  # EMA weights when present
     new = slim(model, _samples(args.data, args.samples, args.crop, args.seed),
-               args.first_width, args.last_width)
+               args.first_width, args.last_width, skip=args.skip or None)
     state = {k: v.contiguous() for k, v in new.state_dict().items()}
     from pathlib import Path
 
     save_checkpoint(Path(args.out), {
         "model": state, "ema": state, "model_config": new.config, "step": 0,
         "slimmed_from": {"checkpoint": str(args.checkpoint), "step": int(src.get("step", 0)),
-                         "first_width": args.first_width, "last_width": args.last_width},
+                         "first_width": args.first_width, "last_width": args.last_width,
+                         "skip": bool(args.skip)},
     })
     before = sum(p.numel() for p in model.parameters())
     after = sum(p.numel() for p in new.parameters())
     print(f"wrote {args.out}: {before:,} -> {after:,} parameters "
-          f"(first width {new.config['first_width']}, last width {new.config['last_width']})")
+          f"(first width {new.config['first_width']}, last width {new.config['last_width']}, "
+          f"skip {new.config['skip']})")
     return 0
 
 
