@@ -416,6 +416,7 @@ def run(args) -> dict:
     sampler = CropSampler(images, args.crop, [args.seed, rank])
     val = load_val(args.val, args.val_crop, args.val_max_images) if (is_main and args.val) else None
 
+    lineage = list(ckpt.get("lineage", [])) if ckpt else []  # runs this one continues
     step = 0
     if ckpt and "optimizer" not in ckpt:  # weights only (fastcodec.models.slim): fresh start
         step = int(ckpt.get("step", 0))
@@ -459,6 +460,7 @@ def run(args) -> dict:
             "args": vars(args),
             "world_size": world,
             "time": time.time(),
+            "lineage": lineage,
         })
 
     def run_val() -> None:

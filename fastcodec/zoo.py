@@ -11,7 +11,8 @@ A weights file ``fastcodec/weights/<model_id>.pt`` is a plain dict readable with
     tables          list     one dict per grid quality: quality (public, float),
                              quality_index (float), cdfs int32 [M, L], cdf_lengths int32 [M],
                              offsets int32 [M], medians float32 [M], precision int
-    metadata        dict     source, step, lambdas, exported (ISO date), format_version, ...
+    metadata        dict     source, step, lambdas, exported (ISO date), format_version, ...;
+                             lineage + total_steps when the run started from a reshaped model
 
 Public quality ``q`` is a float on a grid of 0.25 from 1 to ``K`` (K = 6 trained qualities: 21
 levels); the model's quality index is ``q - 1``. The integer tables of every grid quality are
@@ -217,6 +218,10 @@ def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MO
         "weights": f"ema({float(ckpt.get('ema_decay', 0)):g})" if use_ema else "raw",
         "quantile_refit": {"aux_before": aux_before, "aux_after": aux_after},
     }
+    lineage = [dict(e) for e in ckpt.get("lineage", [])]  # earlier runs (fastcodec.models.slim)
+    if lineage:
+        metadata["lineage"] = lineage
+        metadata["total_steps"] = metadata["step"] + sum(int(e.get("steps", 0)) for e in lineage)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

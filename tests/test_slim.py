@@ -112,6 +112,12 @@ def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images
     ]))
     done = T.load_checkpoint(fine / "latest.pt")
     assert done["step"] == 4 and done["model_config"]["first_width"] == 4
+    assert done["lineage"] == [{"run": "run", "steps": 3,
+                                "then": "first_width 4, last_width 2"}]
+    from fastcodec import zoo
+
+    shipped = zoo.load_file(zoo.export_checkpoint(fine / "latest.pt", tmp_path / "w.pt", "t-1"))
+    assert shipped.metadata["total_steps"] == 7 and shipped.metadata["lineage"][0]["steps"] == 3
     assert T.load_model(fine / "latest.pt").g_a.blocks[0].weight.shape[0] == 4
 
 

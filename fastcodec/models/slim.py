@@ -21,6 +21,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -140,8 +141,15 @@ def main(argv=None) -> int:
     state = {k: v.contiguous() for k, v in new.state_dict().items()}
     from pathlib import Path
 
+    change = ", ".join(f"{k} {v}" for k, v in (("first_width", args.first_width),
+                                                 ("last_width", args.last_width),
+                                                 ("skip", args.skip or None)) if v is not None)
+    lineage = [*src.get("lineage", []),
+               {"run": Path(args.checkpoint).parent.name, "steps": int(src.get("step", 0)),
+                "then": change or "copied"}]
     save_checkpoint(Path(args.out), {
         "model": state, "ema": state, "model_config": new.config, "step": 0,
+        "lineage": lineage,
         "slimmed_from": {"checkpoint": str(args.checkpoint), "step": int(src.get("step", 0)),
                          "first_width": args.first_width, "last_width": args.last_width,
                          "skip": bool(args.skip)},
