@@ -427,3 +427,16 @@ def test_format_table():
                                  "failed      3"]
     with pytest.raises(ValueError, match="2 cells"):
         format_table(["a", "b", "c"], [[1, 2]])
+
+
+def test_bfloat16_transforms_round_trip_and_float16_needs_cuda(photos, tmp_path, capsys):
+    """--dtype bfloat16 on CPU writes ordinary .fcc files (a float32 run decodes them)."""
+    enc, dec = tmp_path / "enc", tmp_path / "dec"
+    assert run(capsys, "compress", photos, "-o", enc, "--dtype", "bfloat16")[0] == 0
+    assert run(capsys, "decompress", enc, "-o", dec, "--dtype", "float32")[0] == 0
+    for rel, (h, w, _) in EXPECTED.items():
+        with Image.open((dec / rel).with_suffix(".png")) as im:
+            assert im.size == (w, h)
+    rc, _, err = run(capsys, "compress", photos, "-o", tmp_path / "x", "--dtype", "float16",
+                     "--device", "cpu")
+    assert rc == 2 and "float16 needs a CUDA device" in err
