@@ -42,7 +42,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from fastcodec.models.codec_model import DEFAULT_LAMBDAS, CodecModel
+from fastcodec.models.codec_model import DEFAULT_LAMBDAS, CodecModel, pad_to_multiple
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp"}
 
@@ -210,24 +210,34 @@ def psnr(mse: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def validate(model: CodecModel, images: torch.Tensor, device, chunk: int = 4) -> dict:
     """bpp (likelihoods of the rounded latent) and PSNR (of the clamped output) per quality,
-    averaged over images."""
+    averaged over images; ``psnr_ceiling``: PSNR of the transforms alone (the top quality's
+    latent, scaled by its gains but not rounded). When the top quality's PSNR is close to it,
+    the transforms, not the rate, limit the quality."""
     was_training = model.training
     model.eval()
     k = model.num_qualities
     bpp = torch.zeros(k, dtype=torch.float64)
     pq = torch.zeros(k, dtype=torch.float64)
-    for start in range(0, images.shape[0], chunk):
-        x = images[start : start + chunk].to(device)
-        for q in range(k):
-            out = model(x, q)
-            mse = ((out["x_hat"].float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
-            bpp[q] += out["bpp"].double().sum().cpu()
-            pq[q] += psnr(mse).double().sum().cpu()
+    ceiling = torch.zeros((), dtype=torch.float64)
+    g, ig = (t[None, :, None, None] for t in model.gains(k - 1))
+    with torch.no_grad():
+        for start in range(0, images.shape[0], chunk):
+            x = images[start : start + chunk].to(device)
+            for q in range(k):
+                out = model(x, q)
+                mse = ((out["x_hat"].float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
+                bpp[q] += out["bpp"].double().sum().cpu()
+                pq[q] += psnr(mse).double().sum().cpu()
+            y = model.g_a(pad_to_multiple(x)).float()
+            x_hat = model.g_s(y * g * ig)[:, :, : x.shape[2], : x.shape[3]]
+            mse = ((x_hat.float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
+            ceiling += psnr(mse).double().sum().cpu()
     model.train(was_training)
     n = images.shape[0]
     return {
         "bpp": [round(float(v / n), 4) for v in bpp],
         "psnr": [round(float(v / n), 3) for v in pq],
+        "psnr_ceiling": round(float(ceiling / n), 3),
     }
 
 
@@ -471,6 +481,7 @@ def run(args) -> dict:
         lambdas = model.lambdas.tolist()
         text = "  ".join(f"q{i}({lam:g}): {b:.3f} bpp {p:.2f} dB"
                          for i, (lam, b, p) in enumerate(zip(lambdas, res["bpp"], res["psnr"])))
+        text += f"  (unquantized: {res['psnr_ceiling']:.2f} dB)"
         _log({"event": "val", "step": step, "ema": ema is not None, "lambdas": lambdas, **res,
               "seconds": round(time.perf_counter() - tv, 1), "time": time.time()},
              f"[val] step {step}: {text}", log_file)

@@ -167,6 +167,21 @@ def test_bpp_is_monotone_in_quality(sample):
     assert size[3] < size[3.25] < size[3.5], size
 
 
+def test_every_installed_model_codes_and_old_files_still_decode():
+    """Files record their model: a file made with an older shipped model decodes with the
+    default codec (which loads that model for it), next to files of the current one."""
+    from fastcodec.zoo import available_models
+
+    image = smooth(40, 56, seed=3)
+    blobs = []
+    for model_id in available_models():
+        blob, = fastcodec.Codec(4, "cpu", model=model_id, threads=1).compress(image)
+        assert fastcodec.info(blob)["model_id"] == model_id
+        blobs.append(blob)
+    for blob, out in zip(blobs, fastcodec.decompress(blobs, device="cpu")):
+        assert out.shape == image.shape and psnr(image, out) > 20.0
+
+
 # ------------------------------------------------------------------------------------ info
 def test_info(codec):
     blob, = codec.compress(smooth(33, 65))

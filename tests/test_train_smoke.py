@@ -47,6 +47,7 @@ def test_loss_decreases_and_resume_continues_exactly(tiny_images, tmp_path):
     val = [r for r in _log(full) if r["event"] == "val"]
     assert len(val) == 1 and val[0]["step"] == 60  # end-of-run validation, every quality
     assert len(val[0]["bpp"]) == len(val[0]["psnr"]) == len(T.DEFAULT_LAMBDAS)
+    assert np.isfinite(val[0]["psnr_ceiling"])
     ckpt = T.load_checkpoint(full / "latest.pt")
     assert ckpt["step"] == 60
     assert {"model", "model_config", "optimizer", "aux_optimizer", "rng", "args"} <= set(ckpt)
