@@ -459,10 +459,21 @@ def table_lines(results: dict) -> list[str]:
     return lines
 
 
+#: Below this share of the BD interval covered by a measured curve, the extrapolated number is
+#: not printed (a cubic fit far outside its points is meaningless; the JSON keeps it).
+MIN_BD_COVERAGE = 0.5
+
+
 def _bd_cell(entry: dict) -> str:
     if "error" in entry:
         return "n/a"
     lo, hi = entry["interval_db"]
+    coverage = min(entry["coverage_a"], entry["coverage_b"])
+    if entry["extrapolated"] and coverage < MIN_BD_COVERAGE:
+        return (f"n/a: measured curves cover only {coverage:.0%} of {lo:.1f}-{hi:.1f} dB "
+                f"(ref {entry['coverage_a']:.0%}, codec {entry['coverage_b']:.0%})")
+    if entry["percent"] is None:
+        return f"n/a ({lo:.1f}-{hi:.1f} dB)"
     cell = f"{entry['percent']:+.1f}% ({lo:.1f}-{hi:.1f} dB)"
     if entry["extrapolated"]:
         cell += f" extrapolated (covered: ref {entry['coverage_a']:.0%}, " \
