@@ -16,6 +16,7 @@ Command line::
 
     python -m fastcodec.models.slim IN.pt OUT.pt --first-width 32 --last-width 16 \\
         --data ../shared/data/train
+    python -m fastcodec.models.slim IN.pt OUT.pt --skip --data ../shared/data/train
 """
 
 from __future__ import annotations
@@ -139,8 +140,6 @@ def main(argv=None) -> int:
     new = slim(model, _samples(args.data, args.samples, args.crop, args.seed),
                args.first_width, args.last_width, skip=args.skip or None)
     state = {k: v.contiguous() for k, v in new.state_dict().items()}
-    from pathlib import Path
-
     change = ", ".join(f"{k} {v}" for k, v in (("first_width", args.first_width),
                                                  ("last_width", args.last_width),
                                                  ("skip", args.skip or None)) if v is not None)
