@@ -418,12 +418,6 @@ def encode_image(image: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _dtype_arg(args: argparse.Namespace):
-    """``--dtype`` as ``transform_dtype`` (None for float32 or when not given)."""
-    name = getattr(args, "dtype", None)
-    return None if name in (None, "float32") else name
-
-
 def _make_codec(**kw):
     """A :class:`fastcodec.Codec`; a codec that cannot be set up is a :class:`UsageError`."""
     from fastcodec import Codec
@@ -447,7 +441,7 @@ def _compress(args: argparse.Namespace) -> int:
     def setup():
         return _make_codec(quality=args.quality, device=args.device, threads=args.jobs,
                            batch_size=args.batch_size,
-                           transform_dtype=_dtype_arg(args)).compress
+                           transform_dtype=args.dtype).compress
 
     def load(job: Job) -> np.ndarray:
         job.input_bytes = job.src.stat().st_size
@@ -473,7 +467,7 @@ def _decompress(args: argparse.Namespace) -> int:
 
     def setup():
         codec = _make_codec(device=args.device, threads=args.jobs, batch_size=args.batch_size,
-                            transform_dtype=_dtype_arg(args))
+                            transform_dtype=args.dtype)
         return lambda blobs: codec.decompress(blobs, output="numpy")
 
     def load(job: Job) -> bytes:

@@ -898,8 +898,7 @@ def run_cli(args) -> int:
             quality=4.0 if getattr(args, "quality", None) is None else args.quality,
             device=getattr(args, "device", None),
             batch_size=getattr(args, "batch_size", None) or 8,
-            transform_dtype=None if getattr(args, "dtype", None) in (None, "float32")
-            else args.dtype,
+            transform_dtype=getattr(args, "dtype", None),
             existing=_cli_existing(args),
             fail_fast=not getattr(args, "keep_going", False),
             convert=bool(getattr(args, "convert", False)),

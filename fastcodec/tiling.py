@@ -21,6 +21,8 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from fastcodec.ops._validate import memory_format_of
+
 __all__ = [
     "LATENT_STRIDE",
     "analysis_tiled",
@@ -97,13 +99,6 @@ def _grow(span: Tuple[int, int], halo: int, length: int) -> Tuple[int, int]:
     return max(0, span[0] - halo), min(length, span[1] + halo)
 
 
-def _memory_format(t: Tensor) -> torch.memory_format:
-    """channels_last when ``t`` is laid out that way (and not also plain contiguous)."""
-    if not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def _scaled(span: Tuple[int, int], scale: int, origin: int = 0) -> slice:
     """Slice of ``span`` (latent px) at ``scale`` pixels per latent pixel, from ``origin``."""
     return slice((span[0] - origin) * scale, (span[1] - origin) * scale)
@@ -118,7 +113,7 @@ def _run_tiled(fn: Callable[[Tensor], Tensor], inp: Tensor, grid: Tuple[int, int
     border) and its interior written into one preallocated output (``fn``'s dtype, device and
     memory format)."""
     rows, cols = grid
-    in_format = _memory_format(inp)
+    in_format = memory_format_of(inp)
     out: Optional[Tensor] = None
     for row_span in _spans(rows, tile):
         row_grown = _grow(row_span, halo, rows)
@@ -129,7 +124,7 @@ def _run_tiled(fn: Callable[[Tensor], Tensor], inp: Tensor, grid: Tuple[int, int
             if out is None:
                 shape = (*result.shape[:2], rows * out_scale, cols * out_scale)
                 out = torch.empty(shape, dtype=result.dtype, device=result.device,
-                                  memory_format=_memory_format(result))
+                                  memory_format=memory_format_of(result))
             interior = result[..., _scaled(row_span, out_scale, row_grown[0]),
                               _scaled(col_span, out_scale, col_grown[0])]
             out[..., _scaled(row_span, out_scale), _scaled(col_span, out_scale)] = interior

@@ -42,7 +42,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from fastcodec.models.codec_model import DEFAULT_LAMBDAS, CodecModel, pad_to_multiple
+from fastcodec.models.codec_model import DEFAULT_LAMBDAS, CodecModel
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp"}
 
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-width", type=int, default=None,
                    help="output width of the first analysis block (default N)")
     p.add_argument("--skip", action="store_true",
-                   help="linear skip paths around every block (fastcodec.models.transforms)")
+                   help="linear skip paths around the blocks (fastcodec.models.transforms)")
     p.add_argument("--last-width", type=int, default=None,
                    help="output width of the last synthesis block (default N/2)")
     p.add_argument("--quantize", default="ste", choices=["ste", "noise"])
@@ -220,18 +220,17 @@ def validate(model: CodecModel, images: torch.Tensor, device, chunk: int = 4) ->
     pq = torch.zeros(k, dtype=torch.float64)
     ceiling = torch.zeros((), dtype=torch.float64)
     g, ig = (t[None, :, None, None] for t in model.gains(k - 1))
-    with torch.no_grad():
-        for start in range(0, images.shape[0], chunk):
-            x = images[start : start + chunk].to(device)
-            for q in range(k):
-                out = model(x, q)
-                mse = ((out["x_hat"].float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
-                bpp[q] += out["bpp"].double().sum().cpu()
-                pq[q] += psnr(mse).double().sum().cpu()
-            y = model.g_a(pad_to_multiple(x)).float()
-            x_hat = model.g_s(y * g * ig)[:, :, : x.shape[2], : x.shape[3]]
-            mse = ((x_hat.float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
-            ceiling += psnr(mse).double().sum().cpu()
+    for start in range(0, images.shape[0], chunk):
+        x = images[start : start + chunk].to(device)
+        for q in range(k):
+            out = model(x, q)
+            mse = ((out["x_hat"].float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
+            bpp[q] += out["bpp"].double().sum().cpu()
+            pq[q] += psnr(mse).double().sum().cpu()
+        # the same latent (the forward's y, padded to 16k), unrounded
+        x_hat = model.g_s(out["y"].float() * g * ig)[:, :, : x.shape[2], : x.shape[3]]
+        mse = ((x_hat.float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
+        ceiling += psnr(mse).double().sum().cpu()
     model.train(was_training)
     n = images.shape[0]
     return {

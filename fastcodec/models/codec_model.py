@@ -62,8 +62,8 @@ class CodecModel(nn.Module):
         lambdas: rate-distortion trade-offs of the trained qualities (ascending).
         analysis_kernels, synthesis_kernels: kernel sizes of the four fused blocks of each side.
         first_width: output width of the first analysis block (None: ``N``).
-        skip: linear skip paths around every block of both transforms (see
-            :mod:`fastcodec.models.transforms`).
+        skip: linear skip paths around every analysis block and the first three synthesis
+            blocks (see :mod:`fastcodec.models.transforms`).
         last_width: output width of the last upsampling block (None: ``N // 2``).
         backend: backend of the fused ops (None: the default for the device).
         quantize: how the decoder sees the latent in training: ``"ste"`` (rounded around the

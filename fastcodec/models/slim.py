@@ -84,26 +84,26 @@ def slim(model: CodecModel, samples: Tensor, first_width: Optional[int] = None,
     had_skip = bool(cfg.get("skip", False))
     cfg.update(first_width=first, last_width=last, skip=had_skip or bool(skip))
     new = CodecModel.from_config(cfg)
-    state = {k: v.clone() for k, v in new.state_dict().items()}  # zero skips when added
-    state.update({k: v.clone() for k, v in model.state_dict().items()})
+    state = dict(new.state_dict())  # zero skips when added; load_state_dict copies
+    state.update(model.state_dict())
     # first analysis block: keep filters; the next block reads only those, plus the dropped
     # channels' mean as a constant in its bias
-    state["g_a.blocks.0.weight"] = b0.weight[keep0].clone()
-    state["g_a.blocks.0.bias"] = b0.bias[keep0].clone()
+    state["g_a.blocks.0.weight"] = b0.weight[keep0]
+    state["g_a.blocks.0.bias"] = b0.bias[keep0]
     w1 = b1.weight
-    state["g_a.blocks.1.weight"] = w1[:, keep0].clone()
+    state["g_a.blocks.1.weight"] = w1[:, keep0]
     state["g_a.blocks.1.bias"] = b1.bias + (w1[:, drop0].sum((2, 3)) * a0[drop0]).sum(1)
     # last synthesis block: output channel c of the shuffle is conv outputs c*s^2 .. c*s^2+s^2-1
     rows = (keep3[:, None] * scale * scale + torch.arange(scale * scale)).flatten()
-    state["g_s.blocks.3.weight"] = s3.weight[rows].clone()
-    state["g_s.blocks.3.bias"] = s3.bias[rows].clone()
-    state["g_s.out.weight"] = out.weight[:, keep3].clone()
+    state["g_s.blocks.3.weight"] = s3.weight[rows]
+    state["g_s.blocks.3.bias"] = s3.bias[rows]
+    state["g_s.out.weight"] = out.weight[:, keep3]
     state["g_s.out.bias"] = out.bias + (out.weight[:, drop3].sum((2, 3)) * a3[drop3]).sum(1)
     if had_skip:  # the skips that write the slimmed channels or read them
         sk0, sk1 = model.g_a.skips[0], model.g_a.skips[1]
-        state["g_a.skips.0.weight"] = sk0.weight[keep0].clone()
-        state["g_a.skips.0.bias"] = sk0.bias[keep0].clone()
-        state["g_a.skips.1.weight"] = sk1.weight[:, keep0].clone()
+        state["g_a.skips.0.weight"] = sk0.weight[keep0]
+        state["g_a.skips.0.bias"] = sk0.bias[keep0]
+        state["g_a.skips.1.weight"] = sk1.weight[:, keep0]
         state["g_a.skips.1.bias"] = sk1.bias + (sk1.weight[:, drop0].sum((2, 3)) * a0[drop0]).sum(1)
     new.load_state_dict(state)
     return new.eval()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._validate import memory_format_of
+
 
 def padded_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, pads):
     """``F.conv2d`` with (possibly asymmetric) padding, done the way
@@ -21,14 +23,18 @@ def padded_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, 
     return F.conv2d(x, weight, bias, stride, (pt, pl)), x
 
 
+#: oneDNN with the fused convolution + post-op kernel is in this torch build (checked once).
+_ONEDNN_POINTWISE = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, "_convolution_pointwise")
+
+
 def _onednn_fusable(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
     return (
-        x.device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
+        _ONEDNN_POINTWISE
+        and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and weight.dtype == x.dtype
         and (bias is None or bias.dtype == x.dtype)
-        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
     )
 
 
@@ -45,21 +51,16 @@ def conv_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, pa
     pt, pb, pl, pr = pads
     if pb != pt or pr != pl:
         x = F.pad(x, (0, pr - pl, 0, pb - pt))
-    fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
     return torch.ops.mkldnn._convolution_pointwise(
-        x, weight.contiguous(memory_format=fmt), bias, [pt, pl], [stride, stride], [1, 1], 1,
+        x, weight.contiguous(memory_format=memory_format_of(x)), bias, [pt, pl], [stride, stride], [1, 1], 1,
         "relu", [None], "",
     )
-
-
-def _is_channels_last(x: Tensor) -> bool:
-    return x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def pixel_shuffle(z: Tensor, scale: int) -> Tensor:
     """``F.pixel_shuffle(z, scale)`` in ``z``'s memory format. For a channels-last ``z`` it is
     one copy (``F.pixel_shuffle`` returns NCHW, which would need a second one)."""
-    if scale == 1 or not _is_channels_last(z):
+    if scale == 1 or memory_format_of(z) != torch.channels_last:
         return F.pixel_shuffle(z, scale)
     n, c, h, w = z.shape
     co = c // (scale * scale)
