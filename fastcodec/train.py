@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthesis-kernels", type=int, nargs=4, default=[3, 3, 3, 3])
     p.add_argument("--first-width", type=int, default=None,
                    help="output width of the first analysis block (default N)")
+    p.add_argument("--head-width", type=int, default=None,
+                   help="output width of the fourth analysis block (default N; about M "
+                        "lets the latent use all its channels)")
     p.add_argument("--skip", action="store_true",
                    help="linear skip paths around the blocks (fastcodec.models.transforms)")
     p.add_argument("--last-width", type=int, default=None,
@@ -118,7 +121,7 @@ def model_config(args) -> dict:
         analysis_kernels=list(args.analysis_kernels),
         synthesis_kernels=list(args.synthesis_kernels),
         last_width=args.last_width, quantize=args.quantize, first_width=args.first_width,
-        skip=args.skip,
+        skip=args.skip, head_width=args.head_width,
     )
 
 

@@ -1,5 +1,6 @@
-"""Slimming a trained codec (fastcodec.models.slim): the kept channels, the folded biases, the
-checkpoint it writes and the training run that resumes from it."""
+"""Reshaping a trained codec (fastcodec.models.slim): slimming (the kept channels, the folded
+biases), added skips, widening the latent path, the checkpoint it writes and the training run
+that resumes from it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from fastcodec import train as T
 from fastcodec.models import CodecModel
 from fastcodec.models.slim import main as slim_main
-from fastcodec.models.slim import slim
+from fastcodec.models.slim import narrow_latent, slim, widen
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -141,3 +142,120 @@ def test_adding_skips_keeps_the_function_and_slimming_keeps_their_channels():
     assert s.g_a.skips[1].weight.shape[1] == 11 and len(s.g_s.skips) == 3
     for a, b in zip(_outputs(with_skip, x), _outputs(s, x)):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def _trained_skips(m: CodecModel) -> CodecModel:
+    with torch.no_grad():
+        for conv in (*m.g_a.skips, *m.g_s.skips):
+            conv.weight.normal_(0, 0.05)
+            conv.bias.uniform_(-0.05, 0.05)
+    return m
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_widening_the_head_keeps_the_function(skip):
+    m, x = _model(), _samples()
+    if skip:
+        m = _trained_skips(slim(m, x, skip=True))
+    w = widen(m, head_width=20)
+    assert w.g_a.blocks[3].weight.shape[0] == 20 and w.g_a.head.weight.shape[1] == 20
+    assert w.g_a.blocks[3].weight[12:].abs().sum() > 0  # fresh filters, read with zeros
+    for a, b in zip(_outputs(m, x), _outputs(w, x)):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    assert widen(m, head_width=12).config["head_width"] == 12
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_widening_the_latent_keeps_old_channels_and_reads_new_ones_weakly(skip):
+    m, x = _model(), _samples()
+    if skip:
+        m = _trained_skips(slim(m, x, skip=True))
+    with torch.no_grad():
+        m.log_gain.uniform_(-1, 1)
+    w = widen(m, M=11)
+    (y0, x0), (y1, x1) = _outputs(m, x), _outputs(w, x)
+    assert y1.shape[1] == 11
+    torch.testing.assert_close(y1[:, :8], y0, rtol=1e-6, atol=1e-6)
+    assert y1[:, 8:].abs().mean() > 0.1 * y0.abs().mean()  # the new channels carry values
+    change = (x1 - x0).abs().max()
+    assert 0 < change < 0.05 * x0.abs().max()  # read with 1e-2 scaled filters
+    with torch.no_grad():  # without those reads: the same reconstruction
+        w.g_s.blocks[0].weight[:, 8:] = 0
+    torch.testing.assert_close(_outputs(w, x)[1], x0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(w.log_gain[:, 8:], m.log_gain.mean(1, keepdim=True).expand(-1, 3))
+    # the densities of the trained channels are unchanged
+    g0, _ = m.gains(2)
+    g1, _ = w.gains(2)
+    probe = torch.randn(2, 8, 4, 4) * 3
+    m.eval(), w.eval()
+    g0, g1 = g0[None, :, None, None], g1[None, :, None, None]
+    lik0 = m.entropy.likelihood(probe * g0, g0)
+    lik1 = w.entropy.likelihood(torch.cat([probe, torch.zeros(2, 3, 4, 4)], 1) * g1, g1)[:, :8]
+    torch.testing.assert_close(lik1, lik0)
+
+
+def test_new_lambdas_move_the_gains_by_their_square_root():
+    m = _model()
+    new = [v * f for v, f in zip(m.config["lambdas"], (1, 1.5, 2, 2.5, 3, 4))]
+    w = widen(m, lambdas=new)
+    assert w.config["lambdas"] == pytest.approx(new)
+    torch.testing.assert_close(w.lambdas, torch.tensor(new, dtype=torch.float32))
+    for q, f in enumerate((1, 1.5, 2, 2.5, 3, 4)):
+        g0, ig0 = m.gains(q)
+        g1, ig1 = w.gains(q)
+        torch.testing.assert_close(g1, g0 * f ** 0.5)
+        torch.testing.assert_close(ig1, ig0 / f ** 0.5)
+
+
+def test_widen_rejects_shrinking_and_a_wrong_number_of_lambdas():
+    m = _model()
+    with pytest.raises(ValueError, match="only grows"):
+        widen(m, M=6)
+    with pytest.raises(ValueError, match="only grows"):
+        widen(m, head_width=10)
+    with pytest.raises(ValueError, match="lambdas"):
+        widen(m, lambdas=[0.01, 0.02])
+
+
+def test_command_line_widens_without_data(tmp_path, tiny_images):
+    run = tmp_path / "run"
+    T.run(T.build_parser().parse_args([
+        "--data", str(tiny_images), "--val", "", "--out", str(run), "--N", "8", "--M", "8",
+        "--crop", "32", "--batch-size", "2", "--steps", "2", "--threads", "1",
+    ]))
+    out = tmp_path / "wide.pt"
+    assert slim_main([str(run / "latest.pt"), str(out), "--M", "12", "--head-width", "12"]) == 0
+    ckpt = T.load_checkpoint(out)
+    assert ckpt["model_config"]["M"] == 12 and ckpt["model_config"]["head_width"] == 12
+    assert ckpt["lineage"][-1]["then"] == "M 12, head_width 12"
+    model = T.load_model(out)
+    assert model.entropy.quantiles.shape[0] == 12
+    with pytest.raises(SystemExit):  # slimming needs sample crops
+        slim_main([str(run / "latest.pt"), str(out), "--first-width", "4"])
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_narrowing_drops_dead_latent_channels_and_folds_their_constant(skip):
+    m, x = _model(), _samples(n=2, size=128)
+    if skip:
+        m = _trained_skips(slim(m, x, skip=True))
+    dead = [2, 5]
+    with torch.no_grad():
+        m.entropy.quantiles[:, 0, 1].uniform_(-0.3, 0.3)  # nonzero medians
+        m.log_gain.uniform_(-0.5, 0.5)
+        for c in dead:  # a constant latent at the median: symbol 0 at every quality
+            m.g_a.head.weight[c] = 0
+            m.g_a.head.bias[c] = m.entropy.medians()[c]
+            if skip:  # equal taps: the skip's share of the constant is a bias too
+                m.g_s.skips[0].weight[c] = m.g_s.skips[0].weight[c].mean((1, 2), keepdim=True)
+    n = narrow_latent(m, x, M=6)
+    assert n.M == 6 and n.g_a.head.weight.shape[0] == 6 and n.entropy.quantiles.shape[0] == 6
+    kept = [c for c in range(8) if c not in dead]
+    torch.testing.assert_close(n.log_gain, m.log_gain[:, kept])
+    with torch.no_grad():
+        r0, r1 = m(x, 2.5), n(x, 2.5)
+    torch.testing.assert_close(r1["likelihoods"], r0["likelihoods"][:, kept])
+    inner = (..., slice(40, -40), slice(40, -40))  # the folded constant is exact inside
+    torch.testing.assert_close(r1["x_hat"][inner], r0["x_hat"][inner], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="M must be"):
+        narrow_latent(m, x, M=9)

@@ -35,8 +35,11 @@ from fastcodec.models.transforms import AnalysisTransform, SynthesisTransform
 __all__ = ["CodecModel", "DEFAULT_LAMBDAS", "pad_to_multiple"]
 
 #: Rate-distortion trade-offs of the trained qualities (loss ``lambda * 255^2 * MSE + bpp``),
-#: lowest rate first; about 0.1 to 1.5 bpp on natural images for a hyperprior-class model.
-DEFAULT_LAMBDAS: Tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
+#: lowest rate first, a factor ~2.35 apart: about 0.1 to 1.5 bpp on natural images for a
+#: well-trained factorized-prior model (CompressAI's bmshj2018 qualities 1 to 7 span the
+#: same range). ``fcf64-v1`` / ``fcf64-v2`` were trained for (0.0018, 0.0035, 0.0067, 0.013,
+#: 0.025, 0.0483): their files carry their own values.
+DEFAULT_LAMBDAS: Tuple[float, ...] = (0.0018, 0.0042, 0.0099, 0.0235, 0.055, 0.13)
 
 _MULTIPLE = 16
 
@@ -65,6 +68,8 @@ class CodecModel(nn.Module):
         skip: linear skip paths around every analysis block and the first three synthesis
             blocks (see :mod:`fastcodec.models.transforms`).
         last_width: output width of the last upsampling block (None: ``N // 2``).
+        head_width: output width of the fourth analysis block, the head's input (None: ``N``;
+            about ``M`` lets the latent use all its channels).
         backend: backend of the fused ops (None: the default for the device).
         quantize: how the decoder sees the latent in training: ``"ste"`` (rounded around the
             medians, straight-through gradient) or ``"noise"`` (the same noisy latent the
@@ -84,6 +89,7 @@ class CodecModel(nn.Module):
         quantize: str = "ste",
         first_width: Optional[int] = None,
         skip: bool = False,
+        head_width: Optional[int] = None,
     ) -> None:
         super().__init__()
         lambdas = tuple(float(v) for v in lambdas)
@@ -95,10 +101,11 @@ class CodecModel(nn.Module):
             N=int(N), M=int(M), pool=pool, lambdas=list(lambdas),
             analysis_kernels=list(analysis_kernels), synthesis_kernels=list(synthesis_kernels),
             last_width=last_width, quantize=quantize, first_width=first_width, skip=bool(skip),
+            head_width=head_width,
         )
         self.N, self.M, self.quantize = int(N), int(M), quantize
         self.g_a = AnalysisTransform(N, M, analysis_kernels, pool=pool, first_width=first_width,
-                                     skip=skip, backend=backend)
+                                     skip=skip, backend=backend, head_width=head_width)
         self.g_s = SynthesisTransform(N, M, synthesis_kernels, last_width, skip=skip,
                                       backend=backend)
         self.entropy = FactorizedPrior(M)

@@ -1,5 +1,5 @@
-"""Reshaping a trained codec: fewer channels in the two full-resolution layers (slimming) and/or
-zero-initialized linear skip paths, then fine-tuning.
+"""Reshaping a trained codec: fewer channels in the two full-resolution layers (slimming),
+zero-initialized linear skip paths, or a wider latent path (widening), then fine-tuning.
 
 The first analysis block and the last synthesis block run at full resolution, so their widths
 set most of the cost per pixel. :func:`slim` keeps the ``first_width`` output channels of the
@@ -12,18 +12,26 @@ Importance of a channel = its mean absolute activation on sample crops (the bloc
 ReLU and pooling / pixel shuffle, plus the skip path's when the model has skips) times the norm
 of the next layer's weights that read it.
 
+:func:`narrow_latent` drops the least used latent channels (dead ones cost nothing to drop).
+:func:`widen` gives the latent more channels (``M``), widens the fourth analysis block that
+feeds it (``head_width``) and/or moves the trained qualities to new ``lambdas``; the new
+channels start so that the reconstruction is (nearly) unchanged.
+
 Command line::
 
     python -m fastcodec.models.slim IN.pt OUT.pt --first-width 32 --last-width 16 \\
         --data ../shared/data/train
     python -m fastcodec.models.slim IN.pt OUT.pt --skip --data ../shared/data/train
+    python -m fastcodec.models.slim IN.pt OUT.pt --M 192 --head-width 192 \\
+        --lambdas 0.0018 0.0042 0.0099 0.0235 0.055 0.13
+    python -m fastcodec.models.slim IN.pt OUT.pt --M 128 --data ../shared/data/train
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -31,7 +39,7 @@ from torch import Tensor
 from fastcodec.models.codec_model import CodecModel
 from fastcodec.models.transforms import block_with_skip
 
-__all__ = ["slim", "main"]
+__all__ = ["slim", "widen", "narrow_latent", "main"]
 
 
 def _keep(importance: Tensor, width: int) -> Tensor:
@@ -109,6 +117,143 @@ def slim(model: CodecModel, samples: Tensor, first_width: Optional[int] = None,
     return new.eval()
 
 
+def _grow(old: Tensor, new: Tensor) -> Tensor:
+    """``new`` (the wider tensor, already initialized) with ``old`` copied into its leading
+    slice along every dim."""
+    out = new.clone()
+    out[tuple(slice(0, n) for n in old.shape)] = old
+    return out
+
+
+@torch.no_grad()
+def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] = None,
+          lambdas: Optional[Sequence[float]] = None, seed: int = 0) -> CodecModel:
+    """A copy of ``model`` with a wider latent path and/or new rate-distortion trade-offs.
+
+    Args:
+        model: the trained codec (its weights are not changed).
+        M: latent channels (None: keep). New channels: the head writes them with filters at
+            the scale of the trained ones, the first synthesis block reads them with filters
+            scaled by 1e-2 (not zero: the new channels need a gradient), their gains start at
+            the mean of the trained ones and their densities fresh.
+        head_width: output width of the fourth analysis block (None: keep). New channels:
+            fresh filters, zero skip filters, read by the head with zero weights.
+        lambdas: new trade-offs, one per trained quality (None: keep). Each quality's gains
+            move by ``sqrt(new / old)``, the step the ``gain ~ sqrt(lambda)`` rule predicts.
+        seed: seed of the fresh filters.
+
+    Returns a model whose reconstruction differs from ``model``'s only through the 1e-2 scaled
+    reads of new latent channels (and the rate, through their densities and new gains).
+
+    In practice (``fcf64-v3``): the wider fourth block was taken up within a few thousand
+    steps (the head reads the new block channels at about half the weight of the old ones),
+    but 64 new *latent* channels died: they cost rate from the first step and paid back nothing
+    while read weakly, so their gains collapsed (to ~1 %) and a channel whose symbols are all
+    zero gets no gradient back. Grow ``head_width``; grow ``M`` only when training from
+    scratch.
+    """
+    model = model.float().eval()
+    cfg = dict(model.config)
+    old_m = model.M
+    old_head = model.g_a.head.weight.shape[1]
+    m = old_m if M is None else int(M)
+    head = old_head if head_width is None else int(head_width)
+    if m < old_m or head < old_head:
+        raise ValueError(f"widen only grows: M {old_m} -> {m}, head width {old_head} -> {head}")
+    old_lambdas = [float(v) for v in model.lambdas]
+    new_lambdas = old_lambdas if lambdas is None else [float(v) for v in lambdas]
+    if len(new_lambdas) != len(old_lambdas):
+        raise ValueError(f"expected {len(old_lambdas)} lambdas, got {len(new_lambdas)}")
+    cfg.update(M=m, head_width=head, lambdas=new_lambdas)
+    torch.manual_seed(seed)
+    new = CodecModel.from_config(cfg)
+    fresh = new.state_dict()
+    old = model.state_dict()
+    state = {}
+    for key, value in fresh.items():
+        src = old.get(key)
+        if src is None:
+            state[key] = value
+        else:
+            state[key] = src.clone() if src.shape == value.shape else _grow(src, value)
+    if m > old_m:  # head rows writing new channels: at the trained rows' scale
+        w = state["g_a.head.weight"]
+        trained = old["g_a.head.weight"].flatten(1).norm(dim=1).mean()
+        rows = w[old_m:]
+        w[old_m:] = rows * (trained / rows.flatten(1).norm(dim=1).mean().clamp_min(1e-12))
+        state["g_s.blocks.0.weight"][:, old_m:] *= 1e-2
+        if model.g_s.skips is not None:
+            state["g_s.skips.0.weight"][old_m:] = 0.0
+        for name in ("log_gain", "log_inv_gain"):
+            g = state[name]
+            g[:, old_m:] = old[name].mean(1, keepdim=True)
+    if head > old_head:  # the head reads new block channels with zero weights
+        state["g_a.head.weight"][:, old_head:] = 0.0
+        if model.g_a.skips is not None:
+            state["g_a.skips.3.weight"][old_head:] = 0.0
+            state["g_a.skips.3.bias"][old_head:] = 0.0
+    step = 0.5 * torch.log(torch.tensor(new_lambdas) / torch.tensor(old_lambdas))[:, None]
+    state["log_gain"] = state["log_gain"] + step
+    state["log_inv_gain"] = state["log_inv_gain"] - step
+    state["lambdas"] = torch.tensor(new_lambdas, dtype=torch.float32)
+    new.load_state_dict(state)
+    return new.eval()
+
+
+@torch.no_grad()
+def narrow_latent(model: CodecModel, samples: Tensor, M: int) -> CodecModel:
+    """A copy of ``model`` that keeps the ``M`` latent channels with the most nonzero symbols
+    at the top quality on ``samples`` (``[B, 3, H, W]`` crops in [0, 1]; ties: the larger
+    spread of the scaled latent), in their original order.
+
+    A dropped channel whose symbols are all zero only ever gives the decoder the constant
+    ``median * gain * inverse_gain``: its contribution is folded into the first synthesis block's
+    bias (the middle quality's value; exact at that quality away from the borders, and the
+    same up to the spread of the gains elsewhere), and into the skip's bias as the mean of its
+    2x2 taps."""
+    model = model.float().eval()
+    if not 1 <= int(M) <= model.M:
+        raise ValueError(f"M must be in 1..{model.M}, got {M}")
+    top = model.num_qualities - 1
+    g, _ = model.gains(top)
+    med = model.entropy.medians()
+    yg = model.g_a(samples).float() * g[None, :, None, None]
+    symbols = torch.round(yg - (med * g)[None, :, None, None])
+    active = (symbols != 0).float().mean((0, 2, 3))
+    spread = yg.std((0, 2, 3))
+    order = sorted(range(model.M), key=lambda c: (float(active[c]), float(spread[c])),
+                   reverse=True)
+    keep = torch.tensor(sorted(order[: int(M)]))
+    drop = torch.tensor(sorted(order[int(M):]), dtype=torch.long)
+
+    cfg = dict(model.config)
+    cfg.update(M=int(M))
+    new = CodecModel.from_config(cfg)
+    state = dict(model.state_dict())
+    state["g_a.head.weight"] = state["g_a.head.weight"][keep]
+    state["g_a.head.bias"] = state["g_a.head.bias"][keep]
+    for name in ("log_gain", "log_inv_gain"):
+        state[name] = state[name][:, keep]
+    for key in [k for k in state if k.startswith("entropy.")]:
+        if state[key].dim() > 0 and state[key].shape[0] == model.M:
+            state[key] = state[key][keep]
+    g_mid, ig_mid = model.gains(top / 2)
+    const = (med * g_mid * ig_mid)[drop]  # what the decoder sees of a zero symbol
+    w0 = state["g_s.blocks.0.weight"]
+    state["g_s.blocks.0.bias"] = state["g_s.blocks.0.bias"] + (
+        w0[:, drop].sum((2, 3)) * const).sum(1)
+    state["g_s.blocks.0.weight"] = w0[:, keep]
+    if model.g_s.skips is not None:  # ConvTranspose2d weight [in, out, 2, 2]
+        # each output pixel reads one tap: a constant input gives a 2x2-periodic pattern,
+        # folded as its mean (exact when the taps are equal)
+        sk = state["g_s.skips.0.weight"]
+        state["g_s.skips.0.bias"] = state["g_s.skips.0.bias"] + (
+            sk[drop].mean((2, 3)) * const[:, None]).sum(0)
+        state["g_s.skips.0.weight"] = sk[keep]
+    new.load_state_dict(state)
+    return new.eval()
+
+
 def _samples(folder: str, count: int, crop: int, seed: int) -> Tensor:
     from fastcodec.train import CropSampler, list_images, load_rgb
 
@@ -127,7 +272,15 @@ def main(argv=None) -> int:
     p.add_argument("--first-width", type=int, default=None)
     p.add_argument("--last-width", type=int, default=None)
     p.add_argument("--skip", action="store_true", help="add zero-initialized linear skips")
-    p.add_argument("--data", required=True, help="training images for the mean activations")
+    p.add_argument("--M", type=int, default=None,
+                   help="latent channels: more widens, fewer keeps the most used ones "
+                        "(needs --data)")
+    p.add_argument("--head-width", type=int, default=None,
+                   help="widen: output width of the fourth analysis block")
+    p.add_argument("--lambdas", type=float, nargs="+", default=None,
+                   help="new trade-offs of the trained qualities (gains move by sqrt(new/old))")
+    p.add_argument("--data", default=None,
+                   help="training images for the mean activations (needed to slim)")
     p.add_argument("--samples", type=int, default=64, help="crops for the mean activations")
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -137,12 +290,27 @@ def main(argv=None) -> int:
 
     src = load_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint)  # EMA weights when present
-    new = slim(model, _samples(args.data, args.samples, args.crop, args.seed),
-               args.first_width, args.last_width, skip=args.skip or None)
+    new = model
+    if args.first_width is not None or args.last_width is not None or args.skip:
+        if args.data is None:
+            p.error("--data is needed to slim or add skips")
+        new = slim(new, _samples(args.data, args.samples, args.crop, args.seed),
+                   args.first_width, args.last_width, skip=args.skip or None)
+    narrow = args.M is not None and args.M < new.M
+    if narrow:
+        if args.data is None:
+            p.error("--data is needed to narrow the latent")
+        new = narrow_latent(new, _samples(args.data, args.samples, args.crop, args.seed), args.M)
+    if (args.M is not None and not narrow) or args.head_width is not None \
+            or args.lambdas is not None:
+        new = widen(new, None if narrow else args.M, args.head_width, args.lambdas,
+                    seed=args.seed)
     state = {k: v.contiguous() for k, v in new.state_dict().items()}
     change = ", ".join(f"{k} {v}" for k, v in (("first_width", args.first_width),
                                                  ("last_width", args.last_width),
-                                                 ("skip", args.skip or None)) if v is not None)
+                                                 ("skip", args.skip or None),
+                                                 ("M", args.M), ("head_width", args.head_width),
+                                                 ("lambdas", args.lambdas)) if v is not None)
     lineage = [*src.get("lineage", []),
                {"run": Path(args.checkpoint).parent.name, "steps": int(src.get("step", 0)),
                 "then": change or "copied"}]
@@ -150,14 +318,14 @@ def main(argv=None) -> int:
         "model": state, "ema": state, "model_config": new.config, "step": 0,
         "lineage": lineage,
         "slimmed_from": {"checkpoint": str(args.checkpoint), "step": int(src.get("step", 0)),
-                         "first_width": args.first_width, "last_width": args.last_width,
-                         "skip": bool(args.skip)},
+                         "change": change or "copied"},
     })
     before = sum(p.numel() for p in model.parameters())
     after = sum(p.numel() for p in new.parameters())
-    print(f"wrote {args.out}: {before:,} -> {after:,} parameters "
-          f"(first width {new.config['first_width']}, last width {new.config['last_width']}, "
-          f"skip {new.config['skip']})")
+    cfg = new.config
+    print(f"wrote {args.out}: {before:,} -> {after:,} parameters (M {cfg['M']}, first width "
+          f"{cfg['first_width']}, head width {cfg['head_width']}, last width "
+          f"{cfg['last_width']}, skip {cfg['skip']}, lambdas {cfg['lambdas']})")
     return 0
 
 

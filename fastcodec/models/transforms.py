@@ -28,7 +28,11 @@ Zero-initialized: a model gains them without changing its function
 Widths: ``N`` hidden channels everywhere except at full resolution, where the layers are the
 most expensive per output channel: the first analysis block outputs ``first_width`` (default
 ``N``) and the last upsampling block outputs ``last_width`` (default ``N // 2``; the RGB head
-does not need more).
+does not need more). The fourth analysis block outputs ``head_width`` (default ``N``) at 1/16
+resolution: everything the latent can hold passes through it, so it should be about ``M``
+wide. At ``N`` = 64 it caps the latent at 64 values per 16x16 pixels (1/12 of the input),
+which on validation crops matches the PSNR of a 64-component block PCA (25.7 dB): a ceiling
+no amount of rate lifts. It runs on 1/64 of the pixels, so widening it is cheap.
 """
 
 from __future__ import annotations
@@ -92,10 +96,13 @@ class AnalysisTransform(nn.Module):
         first_width: Optional[int] = None,
         skip: bool = False,
         backend: Optional[str] = None,
+        head_width: Optional[int] = None,
     ) -> None:
         super().__init__()
         ks = _kernels(kernels)
-        chans = [3, N if first_width is None else int(first_width), N, N, N]
+        first = N if first_width is None else int(first_width)
+        head = N if head_width is None else int(head_width)
+        chans = [3, first, N, N, head]
         self.skips = _skips(nn.Conv2d, chans[:4], chans[1:]) if skip else None
         self.blocks = nn.ModuleList(
             ConvReLUPool2d(
@@ -104,7 +111,7 @@ class AnalysisTransform(nn.Module):
             )
             for i in range(4)
         )
-        self.head = nn.Conv2d(N, M, head_kernel, padding=head_kernel // 2)
+        self.head = nn.Conv2d(head, M, head_kernel, padding=head_kernel // 2)
 
     def forward(self, x: Tensor) -> Tensor:
         for i, block in enumerate(self.blocks):
