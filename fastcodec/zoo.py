@@ -60,7 +60,7 @@ __all__ = [
     "weights_path",
 ]
 
-DEFAULT_MODEL = "fcf64-v2"
+DEFAULT_MODEL = "fcf64-v3"
 FORMAT = "fastcodec-weights"
 FORMAT_VERSION = 1
 MIN_QUALITY = 1.0
