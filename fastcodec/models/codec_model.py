@@ -36,8 +36,8 @@ __all__ = ["CodecModel", "DEFAULT_LAMBDAS", "pad_to_multiple"]
 
 #: Rate-distortion trade-offs of the trained qualities (loss ``lambda * 255^2 * MSE + bpp``),
 #: lowest rate first, a factor ~2.35 apart: about 0.1 to 1.5 bpp on natural images for a
-#: well-trained factorized-prior model (CompressAI's bmshj2018 qualities 1 to 7 span the
-#: same range). ``fcf64-v1`` / ``fcf64-v2`` were trained for (0.0018, 0.0035, 0.0067, 0.013,
+#: well-trained factorized-prior model (CompressAI trains its bmshj2018 qualities 1 to 8 for
+#: 0.0018 to 0.18). ``fcf64-v1`` / ``fcf64-v2`` were trained for (0.0018, 0.0035, 0.0067, 0.013,
 #: 0.025, 0.0483): their files carry their own values.
 DEFAULT_LAMBDAS: Tuple[float, ...] = (0.0018, 0.0042, 0.0099, 0.0235, 0.055, 0.13)
 
