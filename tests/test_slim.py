@@ -92,12 +92,18 @@ def test_bad_widths():
         slim(m, x, last_width=0)
 
 
-def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images):
+def _tiny_run(tmp_path, tiny_images, steps: int):
+    """A few training steps of an 8-channel model: the checkpoint the command line reshapes."""
     run = tmp_path / "run"
     T.run(T.build_parser().parse_args([
         "--data", str(tiny_images), "--val", "", "--out", str(run), "--N", "8", "--M", "8",
-        "--crop", "32", "--batch-size", "2", "--steps", "3", "--threads", "1",
+        "--crop", "32", "--batch-size", "2", "--steps", str(steps), "--threads", "1",
     ]))
+    return run
+
+
+def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images):
+    run = _tiny_run(tmp_path, tiny_images, steps=3)
     out = tmp_path / "slim.pt"
     assert slim_main([str(run / "latest.pt"), str(out), "--first-width", "4", "--last-width",
                       "2", "--data", str(tiny_images), "--samples", "4", "--crop", "32"]) == 0
@@ -218,11 +224,7 @@ def test_widen_rejects_shrinking_and_a_wrong_number_of_lambdas():
 
 
 def test_command_line_widens_without_data(tmp_path, tiny_images):
-    run = tmp_path / "run"
-    T.run(T.build_parser().parse_args([
-        "--data", str(tiny_images), "--val", "", "--out", str(run), "--N", "8", "--M", "8",
-        "--crop", "32", "--batch-size", "2", "--steps", "2", "--threads", "1",
-    ]))
+    run = _tiny_run(tmp_path, tiny_images, steps=2)
     out = tmp_path / "wide.pt"
     assert slim_main([str(run / "latest.pt"), str(out), "--M", "12", "--head-width", "12"]) == 0
     ckpt = T.load_checkpoint(out)

@@ -181,17 +181,12 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
         trained = old["g_a.head.weight"].flatten(1).norm(dim=1).mean()
         rows = w[old_m:]
         w[old_m:] = rows * (trained / rows.flatten(1).norm(dim=1).mean().clamp_min(1e-12))
-        state["g_s.blocks.0.weight"][:, old_m:] *= 1e-2
-        if model.g_s.skips is not None:
-            state["g_s.skips.0.weight"][old_m:] = 0.0
+        state["g_s.blocks.0.weight"][:, old_m:] *= 1e-2  # (new skip rows: zero, as created)
         for name in ("log_gain", "log_inv_gain"):
             g = state[name]
             g[:, old_m:] = old[name].mean(1, keepdim=True)
     if head > old_head:  # the head reads new block channels with zero weights
-        state["g_a.head.weight"][:, old_head:] = 0.0
-        if model.g_a.skips is not None:
-            state["g_a.skips.3.weight"][old_head:] = 0.0
-            state["g_a.skips.3.bias"][old_head:] = 0.0
+        state["g_a.head.weight"][:, old_head:] = 0.0  # (their skip filters: zero, as created)
     step = 0.5 * torch.log(torch.tensor(new_lambdas) / torch.tensor(old_lambdas))[:, None]
     state["log_gain"] = state["log_gain"] + step
     state["log_inv_gain"] = state["log_inv_gain"] - step
@@ -296,15 +291,14 @@ def main(argv=None) -> int:
             p.error("--data is needed to slim or add skips")
         new = slim(new, _samples(args.data, args.samples, args.crop, args.seed),
                    args.first_width, args.last_width, skip=args.skip or None)
-    narrow = args.M is not None and args.M < new.M
-    if narrow:
+    grow_m = args.M
+    if args.M is not None and args.M < new.M:
         if args.data is None:
             p.error("--data is needed to narrow the latent")
         new = narrow_latent(new, _samples(args.data, args.samples, args.crop, args.seed), args.M)
-    if (args.M is not None and not narrow) or args.head_width is not None \
-            or args.lambdas is not None:
-        new = widen(new, None if narrow else args.M, args.head_width, args.lambdas,
-                    seed=args.seed)
+        grow_m = None
+    if grow_m is not None or args.head_width is not None or args.lambdas is not None:
+        new = widen(new, grow_m, args.head_width, args.lambdas, seed=args.seed)
     state = {k: v.contiguous() for k, v in new.state_dict().items()}
     change = ", ".join(f"{k} {v}" for k, v in (("first_width", args.first_width),
                                                  ("last_width", args.last_width),
