@@ -22,6 +22,10 @@ stream every coder state must be back where the encoder started and every word c
 truncation, appended bytes, wrong tables and damage to table-coded symbols raise ``ValueError``.
 Damage to the raw bits of escaped values changes those values without disturbing the coder
 state and is not detected here: protect streams with a checksum (the ``.fcc`` container does).
+
+:class:`PieceEncoder` / :class:`PieceDecoder` code one stream in pieces, each with its own
+tables: what autoregressive context models need, whose next tables depend on the symbols
+decoded so far.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from fastcodec import _rangecoder
 
 __all__ = [
     "CdfTables",
+    "PieceDecoder",
+    "PieceEncoder",
     "decode",
     "decode_batch",
     "encode",
@@ -101,12 +107,11 @@ class CdfTables:
     def __init__(self, cdfs, cdf_lengths, offsets, precision: int = 16):
         if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)):
             raise ValueError(f"precision must be an integer, got {precision!r}")
-        self._native = _rangecoder.Tables(
-            _as_int32("cdfs", cdfs, 2),
-            _as_int32("cdf_lengths", cdf_lengths, 1),
-            _as_int32("offsets", offsets, 1),
-            int(precision),
-        )
+        # copies kept for PieceEncoder, which merges the tables of several pieces into one
+        self._arrays = tuple(np.array(a, copy=True) for a in (
+            _as_int32("cdfs", cdfs, 2), _as_int32("cdf_lengths", cdf_lengths, 1),
+            _as_int32("offsets", offsets, 1)))
+        self._native = _rangecoder.Tables(*self._arrays, int(precision))
 
     @property
     def num_tables(self) -> int:
@@ -217,3 +222,97 @@ def decode_batch(
     return CdfTables(cdfs, cdf_lengths, offsets, precision).decode_batch(
         streams, indexes, threads, shared=shared
     )
+
+
+class PieceEncoder:
+    """Builds one stream from pieces, each coded with its own tables, in the order added.
+
+    ``add`` only records the piece; ``flush`` codes every piece in one pass (the tables of all
+    pieces merged into one set) and starts over. :class:`PieceDecoder` decodes the stream piece
+    by piece with the same tables and indexes. The stream is an ordinary one: pieces that all
+    use the same tables (the same object, or tables rebuilt with equal contents) give the very
+    bytes of one :meth:`CdfTables.encode` over all their symbols."""
+
+    def __init__(self) -> None:
+        self._pieces: list[tuple[CdfTables, np.ndarray, np.ndarray]] = []
+        # one CdfTables per distinct content: pieces that rebuild the same tables (one call per
+        # position of a context model) share them, and the merged set stays small
+        self._distinct: dict[tuple, CdfTables] = {}
+
+    def __len__(self) -> int:
+        """Pieces added since the last flush."""
+        return len(self._pieces)
+
+    def add(self, tables: CdfTables, symbols, indexes) -> None:
+        """Records ``symbols`` (any shape, coded in C order) with rows ``indexes`` (same shape)
+        of ``tables``; checks them now, so a bad piece is refused before anything is coded."""
+        if not isinstance(tables, CdfTables):
+            raise ValueError(f"tables must be CdfTables, got {type(tables).__name__}")
+        sym = _as_int32("symbols", symbols).reshape(-1)
+        idx = _as_int32("indexes", indexes)
+        if idx.size != sym.size:
+            raise ValueError(f"symbols has {sym.size} entries but indexes has {idx.size}")
+        idx = idx.reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= tables.num_tables):
+            raise ValueError(f"indexes must be in [0, {tables.num_tables}), got values in "
+                             f"[{idx.min()}, {idx.max()}]")
+        if self._pieces and tables.precision != self._pieces[0][0].precision:
+            raise ValueError(f"every piece needs the same precision: {tables.precision} after "
+                             f"{self._pieces[0][0].precision}")
+        key = (tables.precision, *((a.shape, a.tobytes()) for a in tables._arrays))
+        tables = self._distinct.setdefault(key, tables)
+        self._pieces.append((tables, sym.copy(), idx.copy()))
+
+    def flush(self) -> bytes:
+        """The stream of every piece added since the last flush (an empty stream for none)."""
+        pieces, self._pieces = self._pieces, []
+        distinct, self._distinct = list(self._distinct.values()), {}
+        if not pieces:
+            return CdfTables([[0, 1, 2]], [3], [0], 1).encode(np.zeros(0, np.int32),
+                                                            np.zeros(0, np.int32))
+        if len(distinct) == 1:
+            symbols = np.concatenate([sym for _, sym, _ in pieces])
+            return distinct[0].encode(symbols, np.concatenate([idx for _, _, idx in pieces]))
+        first_row, row = {}, 0  # id(tables) -> its first row in the merged set
+        for t in distinct:
+            first_row[id(t)], row = row, row + t.num_tables
+        width = max(t._arrays[0].shape[1] for t in distinct)
+        cdfs = np.concatenate([np.pad(t._arrays[0], ((0, 0), (0, width - t._arrays[0].shape[1])),
+                                      mode="edge") for t in distinct])
+        merged = CdfTables(cdfs, np.concatenate([t._arrays[1] for t in distinct]),
+                           np.concatenate([t._arrays[2] for t in distinct]),
+                           distinct[0].precision)
+        symbols = np.concatenate([sym for _, sym, _ in pieces])
+        indexes = np.concatenate([idx + first_row[id(t)] for t, _, idx in pieces])
+        return merged.encode(symbols, indexes)
+
+
+class PieceDecoder:
+    """Decodes a stream made by :class:`PieceEncoder`, one piece per :meth:`decode` call, with
+    the tables and indexes each piece was coded with.
+
+    Corrupt or truncated bytes raise ``ValueError`` as soon as the stream runs out (and in every
+    later call); :meth:`finish` checks that the stream ended exactly where the encoder began.
+    Holds the GIL while decoding (pieces are small); one decoder is not for several threads."""
+
+    def __init__(self, data) -> None:
+        self._native = _rangecoder.PieceDecoder(_as_bytes("data", data))
+
+    @property
+    def decoded(self) -> int:
+        """Symbols decoded so far."""
+        return self._native.decoded
+
+    def decode(self, tables: CdfTables, indexes) -> np.ndarray:
+        """The next ``indexes.size`` symbols (int32, shaped like ``indexes``)."""
+        if not isinstance(tables, CdfTables):
+            raise ValueError(f"tables must be CdfTables, got {type(tables).__name__}")
+        idx = _as_int32("indexes", indexes)
+        return self._native.decode(tables._native, idx.reshape(-1)).reshape(idx.shape)
+
+    def finish(self) -> None:
+        """Raises ``ValueError`` unless every symbol of the stream was decoded and the bytes
+        were the encoder's (a stream decoded with other tables or indexes ends elsewhere)."""
+        if not self._native.at_clean_end:
+            raise ValueError(f"corrupt stream, or not all of it decoded: the decoder stopped "
+                             f"after {self.decoded} symbols where the encoder did not begin")

@@ -4,12 +4,14 @@ A weights file ``fastcodec/weights/<model_id>.pt`` is a plain dict readable with
 ``torch.load(weights_only=True)`` (tensors, ints, floats, strings, lists, dicts and None only)::
 
     format          "fastcodec-weights"
-    format_version  1
+    format_version  2 (this fastcodec writes 2 and reads 1 and 2)
     model_id        str
     model_config    dict     CodecModel.from_config arguments
     state_dict      dict     name -> fp32 tensor (no optimizer state)
     tables          list     one dict per grid quality: quality (public, float),
-                             quality_index (float), cdfs int32 [M, L], cdf_lengths int32 [M],
+                             quality_index (float), cdf_values int32 [sum(cdf_lengths)]
+                             (the M rows back to back, no padding; version 1 stored them
+                             padded as cdfs int32 [M, L]), cdf_lengths int32 [M],
                              offsets int32 [M], medians float32 [M], precision int
     metadata        dict     source, step, lambdas, exported (ISO date), format_version, ...;
                              lineage + total_steps when the run started from a reshaped model
@@ -62,12 +64,12 @@ __all__ = [
 
 DEFAULT_MODEL = "fcf64-v3"
 FORMAT = "fastcodec-weights"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: the tables' rows padded to one width (7x the bytes)
 MIN_QUALITY = 1.0
 MAX_QUALITY = 6.0
 QUALITY_STEP = 0.25
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
-_TABLE_KEYS = ("cdfs", "cdf_lengths", "offsets", "medians")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +199,7 @@ def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MO
         tables.append({
             "quality": float(q),
             "quality_index": float(q - MIN_QUALITY),
-            "cdfs": torch.from_numpy(np.ascontiguousarray(t["cdfs"], np.int32)),
+            "cdf_values": torch.from_numpy(_ragged(t["cdfs"], t["cdf_lengths"])),
             "cdf_lengths": torch.from_numpy(np.ascontiguousarray(t["cdf_lengths"], np.int32)),
             "offsets": torch.from_numpy(np.ascontiguousarray(t["offsets"], np.int32)),
             "medians": torch.from_numpy(np.ascontiguousarray(t["medians"], np.float32)),
@@ -283,12 +285,45 @@ class ShippedModel:
         return c
 
 
+def _ragged(cdfs, lengths) -> np.ndarray:
+    """The valid entries of padded CDF rows ``cdfs [M, L]``, back to back (int32)."""
+    cdfs, lengths = np.asarray(cdfs), np.asarray(lengths)
+    return np.ascontiguousarray(
+        np.concatenate([cdfs[i, :n] for i, n in enumerate(lengths)] or [np.zeros(0)]), np.int32)
+
+
+def _padded(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_ragged`: rows padded with their last entry, as the coder takes them."""
+    from fastcodec.entropy.cdf import pack_cdfs
+
+    if lengths.ndim != 1 or lengths.size == 0 or values.ndim != 1 or np.any(lengths < 1) \
+            or int(lengths.sum()) != values.size:
+        raise ValueError("weights file: cdf_values does not split into rows of cdf_lengths")
+    return pack_cdfs(np.split(values, np.cumsum(lengths)[:-1]))[0]
+
+
 def _as_array(value, dtype, name: str) -> np.ndarray:
     import torch
 
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"weights file: table entry {name} is not a tensor")
     return np.ascontiguousarray(value.cpu().numpy(), dtype=dtype)
+
+
+def _table_state(t: dict, version: int) -> dict:
+    """One stored table set as :meth:`CodecModel.load_tables_state` takes it."""
+    lengths = _as_array(t["cdf_lengths"], np.int32, "cdf_lengths")
+    if version == 1:
+        cdfs = _as_array(t["cdfs"], np.int32, "cdfs")
+    else:
+        cdfs = _padded(_as_array(t["cdf_values"], np.int32, "cdf_values"), lengths)
+    return {
+        "cdfs": cdfs,
+        "cdf_lengths": lengths,
+        "offsets": _as_array(t["offsets"], np.int32, "offsets"),
+        "medians": _as_array(t["medians"], np.float32, "medians"),
+        "precision": int(t["precision"]),
+    }
 
 
 def load_file(path, device="cpu", model_id: Optional[str] = None) -> ShippedModel:
@@ -305,9 +340,10 @@ def load_file(path, device="cpu", model_id: Optional[str] = None) -> ShippedMode
         raise ValueError(f"{path} is not a readable weights file: {exc}") from exc
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastcodec weights file")
-    if obj.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: weights format version {obj.get('format_version')!r} is not "
-                         f"supported (this fastcodec reads version {FORMAT_VERSION})")
+    version = obj.get("format_version")
+    if type(version) is not int or version not in _READABLE_VERSIONS:
+        raise ValueError(f"{path}: weights format version {version!r} is not supported (this "
+                         f"fastcodec reads versions {', '.join(map(str, _READABLE_VERSIONS))})")
     file_id = obj["model_id"]
     if model_id is not None and model_id != file_id:
         raise ValueError(f"{path} holds model {file_id!r}, expected {model_id!r}")
@@ -318,15 +354,11 @@ def load_file(path, device="cpu", model_id: Optional[str] = None) -> ShippedMode
 
     state, by_quality = {}, {}
     for t in obj["tables"]:
-        q = float(t["quality"])
-        state[float(t["quality_index"])] = {
-            "cdfs": _as_array(t["cdfs"], np.int32, "cdfs"),
-            "cdf_lengths": _as_array(t["cdf_lengths"], np.int32, "cdf_lengths"),
-            "offsets": _as_array(t["offsets"], np.int32, "offsets"),
-            "medians": _as_array(t["medians"], np.float32, "medians"),
-            "precision": int(t["precision"]),
-        }
-        by_quality[q] = float(t["quality_index"])
+        try:
+            state[float(t["quality_index"])] = _table_state(t, version)
+            by_quality[float(t["quality"])] = float(t["quality_index"])
+        except KeyError as exc:
+            raise ValueError(f"{path}: a table lacks its {exc} entry") from None
     model.load_tables_state(state)
     tables = {q: model._tables[model._key(qi)] for q, qi in by_quality.items()}
     return ShippedModel(

@@ -64,13 +64,13 @@ def gaussian_conditional_tables(scale_table=None):
     discretized Gaussian, support ``[-m, m]``."""
     if scale_table is None:
         scale_table = np.exp(np.linspace(math.log(0.11), math.log(256), 64))
-    tail = 1e-9
     from math import erf, sqrt
 
     def ncdf(x):
         return 0.5 * (1 + np.vectorize(erf)(x / sqrt(2)))
 
-    # Standard normal quantile at tail/2, as scipy.stats.norm.ppf would give.
+    # Standard normal quantile at tail/2 = 0.5e-9 (CompressAI's tail mass 1e-9), as
+    # scipy.stats.norm.ppf would give.
     multiplier = 6.109410204869284
     pmf_center = np.ceil(scale_table * multiplier).astype(np.int64)
     pmf_length = 2 * pmf_center + 1
@@ -171,7 +171,8 @@ def test_gaussian_conditional_roundtrip(gaussian):
 
 def test_aliases():
     assert RansEncoder is RangeEncoder and RansDecoder is RangeDecoder
-    assert set(compat.__all__) == {"RangeDecoder", "RangeEncoder", "RansDecoder", "RansEncoder"}
+    assert set(compat.__all__) == {"BufferedRansEncoder", "RangeDecoder", "RangeEncoder",
+                                   "RansDecoder", "RansEncoder"}
 
 
 def test_ragged_cdf_rows(bottleneck):
@@ -254,3 +255,75 @@ def test_ragged_cdf_values_outside_int32_are_rejected():
     with pytest.raises(ValueError, match="int32"):
         RangeEncoder().encode_with_indexes([0], [0], [[0, 2**32 + 5, 65536], [0, 65536]],
                                            [3, 2], [0, 0])
+
+
+def _context_index(decoded: np.ndarray, c: int, h: int, w: int, rows: int) -> int:
+    """A stand-in for a context model: the scale index of position (h, w) of channel c from the
+    symbols already decoded (left and above), so the decoder only knows it once they are."""
+    left = decoded[c, h, w - 1] if w else 0
+    up = decoded[c, h - 1, w] if h else 0
+    return int(min(rows - 1, 8 + 6 * (abs(int(left)) + abs(int(up))) + c))
+
+
+@pytest.mark.parametrize("one_call", [False, True])
+def test_autoregressive_flow_with_buffered_encoder_and_decode_stream(gaussian, one_call):
+    """mbt2018 / cheng2020's ``_compress_ar`` / ``_decompress_ar``: the encoder buffers every
+    position (one call per position, or the lists gathered into one call, as CompressAI does),
+    the decoder works position by position, learning each scale index from what it decoded."""
+    cdf, cdf_length, offset = gaussian
+    args = (cdf.tolist(), cdf_length.tolist(), offset.tolist())
+    rows = cdf.size(0)
+    rng = np.random.default_rng(21)
+    latent = rng.integers(-3, 4, size=(3, 5, 6))
+    latent[1, 2, 3] = 40_000  # an escape in the middle
+    enc = compat.BufferedRansEncoder()
+    all_sym, all_idx = [], []
+    for h in range(5):
+        for w in range(6):
+            idx = [_context_index(latent, c, h, w, rows) for c in range(3)]
+            sym = latent[:, h, w].tolist()
+            if one_call:
+                all_sym += sym
+                all_idx += idx
+            else:
+                assert enc.encode_with_indexes(sym, idx, *args) is None
+    if one_call:
+        enc.encode_with_indexes(all_sym, all_idx, *args)
+    data = enc.flush()
+    assert isinstance(data, bytes)
+    dec = RansDecoder()
+    dec.set_stream(data)
+    decoded = np.zeros_like(latent)
+    for h in range(5):
+        for w in range(6):
+            idx = [_context_index(decoded, c, h, w, rows) for c in range(3)]
+            values = dec.decode_stream(idx, *args)
+            assert all(type(v) is int for v in values)
+            decoded[:, h, w] = values
+    np.testing.assert_array_equal(decoded, latent)
+
+
+def test_buffered_encoder_mixes_tables_and_decode_stream_checks_its_state(bottleneck, gaussian):
+    """Pieces with different tables (hyperprior bottleneck, then Gaussian conditional) in one
+    stream; decode_stream before set_stream and after a damaged stream raise ValueError."""
+    eb = (bottleneck[0].tolist(), bottleneck[1].tolist(), bottleneck[2].tolist())
+    gc = (gaussian[0].tolist(), gaussian[1].tolist(), gaussian[2].tolist())
+    enc = compat.BufferedRansEncoder()
+    enc.encode_with_indexes([1, -2, 0], [0, 5, 23], *eb)
+    enc.encode_with_indexes([7, 0], [30, 2], *gc)
+    enc.encode_with_indexes([3], [4], *eb)
+    data = enc.flush()
+    dec = RangeDecoder()
+    with pytest.raises(ValueError, match="call set_stream"):
+        dec.decode_stream([0], *eb)
+    dec.set_stream(data)
+    assert dec.decode_stream([0, 5, 23], *eb) == [1, -2, 0]
+    assert dec.decode_stream([30, 2], *gc) == [7, 0]
+    assert dec.decode_stream([4], *eb) == [3]
+    dec.set_stream(data[:-36] + data[-32:])  # one word short
+    with pytest.raises(ValueError, match="corrupt|truncated"):
+        for _ in range(3):
+            dec.decode_stream([0, 5, 23], *eb)
+            dec.decode_stream([30, 2], *gc)
+    with pytest.raises(ValueError, match="indexes"):
+        enc.encode_with_indexes([0], [24], *eb)

@@ -200,17 +200,27 @@ def test_widening_the_latent_keeps_old_channels_and_reads_new_ones_weakly(skip):
     torch.testing.assert_close(lik1, lik0)
 
 
-def test_new_lambdas_move_the_gains_by_their_square_root():
+def test_new_lambdas_take_the_interpolated_gains_and_extrapolate_by_the_square_root():
     m = _model()
-    new = [v * f for v, f in zip(m.config["lambdas"], (1, 1.5, 2, 2.5, 3, 4))]
+    with torch.no_grad():
+        m.log_gain.uniform_(-1, 1)
+        m.log_inv_gain.uniform_(-1, 1)
+    lam = [float(v) for v in m.lambdas]
+    # below the range, between trained qualities, on one, above the range
+    where = [("below", 0.25), (0.5, None), (2.25, None), (3, None), (4.7, None), ("above", 2.0)]
+    new = [lam[0] * 0.25] + [float(m.lambda_of(q)) for q, _ in where[1:5]] + [lam[-1] * 2.0]
     w = widen(m, lambdas=new)
     assert w.config["lambdas"] == pytest.approx(new)
     torch.testing.assert_close(w.lambdas, torch.tensor(new, dtype=torch.float32))
-    for q, f in enumerate((1, 1.5, 2, 2.5, 3, 4)):
-        g0, ig0 = m.gains(q)
-        g1, ig1 = w.gains(q)
-        torch.testing.assert_close(g1, g0 * f ** 0.5)
-        torch.testing.assert_close(ig1, ig0 / f ** 0.5)
+    for k, (q, f) in enumerate(where):
+        g1, ig1 = w.gains(k)
+        if f is None:  # what the trained model already gives at that trade-off
+            g0, ig0 = m.gains(q)
+        else:
+            g0, ig0 = m.gains(0 if q == "below" else len(lam) - 1)
+            g0, ig0 = g0 * f ** 0.5, ig0 / f ** 0.5
+        torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ig1, ig0, rtol=1e-5, atol=1e-6)
 
 
 def test_widen_rejects_shrinking_and_a_wrong_number_of_lambdas():

@@ -52,19 +52,24 @@ def test_default_model_is_installed_and_cached():
     assert shipped.qualities == GRID
     assert not shipped.model.training
     md = shipped.metadata
-    assert md["format_version"] == zoo.FORMAT_VERSION and md["step"] > 0
+    assert md["format_version"] in (1, zoo.FORMAT_VERSION) and md["step"] > 0
     assert md["source"].endswith(".pt") and md["exported"]
     assert md["lambdas"] == pytest.approx(shipped.model.lambdas.tolist())
 
 
-def test_weights_file_is_plain_data():
-    obj = torch.load(zoo.weights_path(), map_location="cpu", weights_only=True)
+@pytest.mark.parametrize("model_id", zoo.available_models())
+def test_weights_file_is_plain_data(model_id):
+    obj = torch.load(zoo.weights_path(model_id), map_location="cpu", weights_only=True)
     assert set(obj) == {"format", "format_version", "model_id", "model_config", "state_dict",
                         "tables", "metadata"}
     assert all(v.dtype == torch.float32 for v in obj["state_dict"].values())
     assert [t["quality"] for t in obj["tables"]] == list(GRID)
     t = obj["tables"][0]
-    assert t["cdfs"].dtype == torch.int32 and t["medians"].dtype == torch.float32
+    rows = t["cdfs"] if obj["format_version"] == 1 else t["cdf_values"]
+    assert rows.dtype == torch.int32 and t["medians"].dtype == torch.float32
+    # every installed model loads, whichever format version wrote it
+    shipped = zoo.load_model(model_id)
+    assert shipped.qualities == GRID and shipped.model_id == model_id
 
 
 @pytest.mark.parametrize("bad", ["nope", "../fcf64-v1", "", "a" * 40])
@@ -152,6 +157,54 @@ def test_export_and_load_roundtrip(tmp_path):
                 width=33, layout="rgb", latent_shape=shape, streams=streams)
     (_, rgb), = eng.decode([blob])
     assert rgb.shape == (17, 33, 3) and rgb.dtype == np.uint8
+
+
+def _as_version_1(obj: dict) -> dict:
+    """A format-2 weights dict rewritten the way format 1 stored it (rows padded)."""
+    tables = []
+    for t in obj["tables"]:
+        t = dict(t)
+        rows = torch.split(t.pop("cdf_values"), t["cdf_lengths"].tolist())
+        width = max(len(r) for r in rows)
+        t["cdfs"] = torch.stack([torch.cat([r, r[-1:].expand(width - len(r))]) for r in rows])
+        tables.append(t)
+    return {**obj, "format_version": 1, "tables": tables}
+
+
+def test_tables_are_stored_without_padding_and_version_1_files_still_load(tmp_path):
+    _tiny_checkpoint(tmp_path / "latest.pt")
+    out = zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "t2.pt", "t")
+    obj = torch.load(out, weights_only=True)
+    assert obj["format_version"] == zoo.FORMAT_VERSION == 2
+    for t in obj["tables"]:
+        assert "cdfs" not in t
+        assert t["cdf_values"].shape == (int(t["cdf_lengths"].sum()),)
+    new = zoo.load_file(out)
+    torch.save(_as_version_1(obj), tmp_path / "t1.pt")
+    old = zoo.load_file(tmp_path / "t1.pt")
+    for q in GRID:
+        for name in ("cdfs", "cdf_lengths", "offsets", "medians"):
+            np.testing.assert_array_equal(getattr(old.tables[q], name),
+                                          getattr(new.tables[q], name), err_msg=name)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda o: o.update(format_version=3), "version 3 is not supported"),
+    (lambda o: o.update(format_version=True), "version True is not supported"),
+    (lambda o: o["tables"][4].update(cdf_values=o["tables"][4]["cdf_values"][:-1]),
+     "does not split into rows"),
+    (lambda o: o["tables"][0].pop("cdf_lengths"), "lacks its 'cdf_lengths'"),
+    (lambda o: o["tables"][2].update(cdf_values=o["tables"][2]["cdf_values"][None]),
+     "does not split into rows"),
+])
+def test_damaged_weights_files_are_refused_clearly(tmp_path, damage, match):
+    _tiny_checkpoint(tmp_path / "latest.pt")
+    obj = torch.load(zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "w.pt", "t"),
+                     weights_only=True)
+    damage(obj)
+    torch.save(obj, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=match):
+        zoo.load_file(tmp_path / "bad.pt")
 
 
 def test_export_prefers_the_weight_average(tmp_path):

@@ -22,9 +22,11 @@
 // so the derived CDFs are valid (strictly increasing, 0 .. 2^p) unless the invalid mode breaks
 // them on purpose, in which case the constructor must throw CoderError.
 //
-// Checks: no sanitizer report anywhere; decoding any bytes either returns or throws CoderError;
-// decode(encode(x)) == x for every int32 x; encode is deterministic across parallel_for; invalid
+// Checks: no sanitizer report anywhere; decoding any bytes, in one call or in pieces
+// (PieceDecoder), either returns or throws CoderError; decode(encode(x)) == x for every int32 x,
+// in one call and in pieces; encode is deterministic across parallel_for; invalid
 // tables or indexes are rejected.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -207,10 +209,31 @@ std::vector<int32_t> decode(const CdfTables& t, const std::vector<uint8_t>& byte
 }
 
 // Decodes bytes that need not be a valid stream: it must return or throw CoderError.
+// The same stream through the piece decoder, in pieces of 1, 2, ..., step, 1, 2, ... symbols;
+// *clean says whether it ended where the encoder began.
+std::vector<int32_t> decode_in_pieces(const CdfTables& t, const std::vector<uint8_t>& bytes,
+                                      const std::vector<int32_t>& idx, int step, bool* clean) {
+    fastcodec::PieceDecoder dec(bytes.data(), bytes.size());
+    std::vector<int32_t> out(idx.size());
+    size_t i = 0;
+    for (int k = 0; i < idx.size(); ++k) {
+        const size_t n = std::min(idx.size() - i, static_cast<size_t>(1 + k % step));
+        dec.decode(t, idx.data() + i, static_cast<int64_t>(n), out.data() + i);
+        i += n;
+    }
+    *clean = dec.at_clean_end();
+    return out;
+}
+
 void decode_any(const CdfTables& t, const std::vector<uint8_t>& bytes,
                 const std::vector<int32_t>& idx) {
     try {
         (void)decode(t, bytes, idx);
+    } catch (const CoderError&) {
+    }
+    try {
+        bool clean = false;
+        (void)decode_in_pieces(t, bytes, idx, 3, &clean);
     } catch (const CoderError&) {
     }
 }
@@ -384,6 +407,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (fastcodec::encode_stream(t, sym.data(), idx.data(), count) != enc)
         fail("encode is not deterministic");
+    try {
+        bool clean = false;
+        if (decode_in_pieces(t, enc, idx, 1 + mut_extra % 7, &clean) != sym)
+            fail("decoding in pieces != x");
+        if (!clean) fail("decoding in pieces did not end where the encoder began");
+    } catch (const CoderError& e) {
+        std::fprintf(stderr, "piece decode of a fresh stream threw: %s\n", e.what());
+        fail("decoding in pieces threw");
+    }
 
     // (c) The fresh stream, damaged: decode must return or throw CoderError.
     std::vector<uint8_t> bad(enc);

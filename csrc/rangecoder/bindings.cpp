@@ -45,6 +45,7 @@ class PyTables {
              int precision)
         : tables_(make(cdfs, lengths, offsets, precision)) {}
 
+    const CdfTables& tables() const { return tables_; }
     int64_t num_rows() const { return tables_.num_rows(); }
     int precision() const { return tables_.precision(); }
 
@@ -156,6 +157,35 @@ class PyTables {
     CdfTables tables_;
 };
 
+// One stream decoded piece by piece (fastcodec::PieceDecoder). Pieces are small in the models
+// that need this (one position of an autoregressive context model at a time), so the GIL stays
+// held: releasing it would cost more than the decoding, and it keeps the one decoder safe
+// against concurrent calls.
+class PyPieceDecoder {
+  public:
+    explicit PyPieceDecoder(const py::bytes& data)
+        : decoder_(make(data)) {}
+
+    IntArray decode(const PyTables& tables, const IntArray& indexes) {
+        require_ndim(indexes, "indexes", 1);
+        tables.tables().check_indexes(indexes.data(), indexes.shape(0));
+        IntArray out(indexes.shape(0));
+        decoder_.decode(tables.tables(), indexes.data(), indexes.shape(0), out.mutable_data());
+        return out;
+    }
+
+    bool at_clean_end() const { return decoder_.at_clean_end(); }
+    int64_t decoded() const { return decoder_.decoded(); }
+
+  private:
+    static fastcodec::PieceDecoder make(const py::bytes& data) {
+        const std::string_view view = data;
+        return fastcodec::PieceDecoder(reinterpret_cast<const uint8_t*>(view.data()), view.size());
+    }
+
+    fastcodec::PieceDecoder decoder_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_rangecoder, m) {
@@ -173,4 +203,9 @@ PYBIND11_MODULE(_rangecoder, m) {
              py::arg("threads"))
         .def("decode_batch", &PyTables::decode_batch, py::arg("streams"), py::arg("indexes"),
              py::arg("threads"));
+    py::class_<PyPieceDecoder>(m, "PieceDecoder")
+        .def(py::init<const py::bytes&>(), py::arg("data"))
+        .def("decode", &PyPieceDecoder::decode, py::arg("tables"), py::arg("indexes"))
+        .def_property_readonly("at_clean_end", &PyPieceDecoder::at_clean_end)
+        .def_property_readonly("decoded", &PyPieceDecoder::decoded);
 }

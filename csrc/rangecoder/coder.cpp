@@ -77,6 +77,7 @@ class WordSource {
     }
     bool clean_end() const { return left_ == 0 && !exhausted_; }
     bool exhausted() const { return exhausted_; }
+    size_t left() const { return left_; }
 
   private:
     const uint8_t* base_;
@@ -270,8 +271,10 @@ std::vector<uint8_t> encode_stream(const CdfTables& tables, const int32_t* symbo
     return bytes;
 }
 
-void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
-                   const int32_t* indexes, int64_t count, int32_t* out) {
+namespace {
+
+// Checks the framing of a stream and reads its final coder states; returns the word count.
+size_t read_trailer(const uint8_t* data, size_t size, uint64_t* x) {
     if (size < kStreamTrailerBytes)
         throw CoderError("stream is " + std::to_string(size) + " bytes, shorter than the " +
                          std::to_string(kStreamTrailerBytes) +
@@ -282,13 +285,21 @@ void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
                          "or corrupt");
     const size_t num_words = (size - kStreamTrailerBytes) / 4;
     const uint8_t* trailer = data + 4 * num_words;
-    uint64_t x[kLanes];
     for (int k = 0; k < kLanes; ++k) {
         x[k] = load_le64(trailer + 8 * k);
         if (x[k] < kStateLow || x[k] >= (uint64_t{1} << 63))
             throw CoderError("corrupt stream: coder state " + std::to_string(k) +
                              " is out of range");
     }
+    return num_words;
+}
+
+}  // namespace
+
+void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
+                   const int32_t* indexes, int64_t count, int32_t* out) {
+    uint64_t x[kLanes];
+    const size_t num_words = read_trailer(data, size, x);
     WordSource in(data, num_words);
     const bool valid = tables.top_overflow()
                            ? decode_lanes<true>(tables, x, in, indexes, count, out)
@@ -299,6 +310,42 @@ void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
         x[3] != kStateLow)
         throw CoderError("corrupt or truncated stream: the decoder did not end where the encoder "
                          "began (wrong bytes, or tables/indexes other than the encoder's)");
+}
+
+PieceDecoder::PieceDecoder(const uint8_t* data, size_t size) : data_(data, data + size) {
+    words_left_ = read_trailer(data_.data(), data_.size(), x_);
+}
+
+void PieceDecoder::decode(const CdfTables& tables, const int32_t* indexes, int64_t count,
+                          int32_t* out) {
+    if (failed_)
+        throw CoderError("the stream failed to decode earlier (after symbol " +
+                         std::to_string(pos_) + "); set a new stream");
+    const DecodeParams dp(tables);
+    const RowInfo* rows = tables.rows();
+    WordSource in(data_.data(), words_left_);
+    bool corrupt = false;
+    const bool check_top = tables.top_overflow();
+    for (int64_t i = 0; i < count; ++i) {
+        if ((i & 4095) == 0 && in.exhausted()) break;  // invalid whatever follows: stop early
+        uint64_t& x = x_[(pos_ + i) % kLanes];
+        out[i] = check_top ? decode_symbol<true>(x, rows[indexes[i]], dp, in, corrupt)
+                           : decode_symbol<false>(x, rows[indexes[i]], dp, in, corrupt);
+    }
+    words_left_ = in.left();
+    failed_ = in.exhausted() || corrupt;
+    if (in.exhausted())
+        throw CoderError("corrupt or truncated stream: it ran out of data after symbol " +
+                         std::to_string(pos_) + " (wrong bytes, or tables/indexes other than "
+                         "the encoder's)");
+    if (corrupt) throw CoderError("corrupt stream: a decoded value is outside the int32 range");
+    pos_ += count;
+}
+
+bool PieceDecoder::at_clean_end() const {
+    for (int k = 0; k < kLanes; ++k)
+        if (x_[k] != kStateLow) return false;
+    return words_left_ == 0;
 }
 
 }  // namespace fastcodec

@@ -90,6 +90,30 @@ std::vector<uint8_t> encode_stream(const CdfTables& tables, const int32_t* symbo
 void decode_stream(const CdfTables& tables, const uint8_t* data, size_t size,
                    const int32_t* indexes, int64_t count, int32_t* out);
 
+// Decodes one stream in pieces, each piece with its own tables and indexes, in the order the
+// symbols were encoded: what an autoregressive model needs, whose next tables depend on the
+// symbols decoded so far. The stream is an ordinary one (symbol i of the whole stream belongs to
+// lane i % kLanes), made by encode_stream over all pieces at once. Not thread-safe.
+class PieceDecoder {
+  public:
+    // Copies the bytes; throws CoderError if they cannot be a stream.
+    PieceDecoder(const uint8_t* data, size_t size);
+    // Decodes the next count symbols; indexes must have been checked against tables. Throws
+    // CoderError once the stream has run out of words or a value is impossible, and from then
+    // on for every call (the states are lost).
+    void decode(const CdfTables& tables, const int32_t* indexes, int64_t count, int32_t* out);
+    // True when every word was consumed and every state is back where the encoder began.
+    bool at_clean_end() const;
+    int64_t decoded() const { return pos_; }
+
+  private:
+    std::vector<uint8_t> data_;
+    uint64_t x_[kLanes];
+    size_t words_left_;
+    int64_t pos_ = 0;
+    bool failed_ = false;
+};
+
 // Runs job(i) for i in [0, jobs) on up to `threads` threads; rethrows the first error.
 void parallel_for(int64_t jobs, int threads, const std::function<void(int64_t)>& job);
 

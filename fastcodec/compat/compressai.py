@@ -6,6 +6,11 @@ A CompressAI ``EntropyBottleneck`` / ``GaussianConditional`` user swaps coders i
     model.entropy_bottleneck.entropy_coder._encoder = RangeEncoder()   # or wrap your own calls
     model.entropy_bottleneck.entropy_coder._decoder = RangeDecoder()
 
+Autoregressive models (``mbt2018``, ``cheng2020-*``) code their latent position by position;
+their calls work unchanged: ``BufferedRansEncoder().encode_with_indexes(...)`` any number of
+times, then ``flush()``; ``RansDecoder().set_stream(data)``, then ``decode_stream(indexes, cdfs,
+cdfs_sizes, offsets)`` once per piece, with the tables that piece was coded with.
+
 The signatures and argument conventions are CompressAI's (``cdfs_sizes`` = valid entries per row,
 precision 16, escape bin last); Python lists (as CompressAI passes them, ragged rows included) or
 arrays are accepted. The bytes are fastcodec's own stream format: a stream encoded here decodes
@@ -17,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastcodec.entropy.cdf import pack_cdfs
-from fastcodec.rangecoder import CdfTables
+from fastcodec.rangecoder import CdfTables, PieceDecoder, PieceEncoder
 
-__all__ = ["RangeDecoder", "RangeEncoder", "RansDecoder", "RansEncoder"]
+__all__ = ["BufferedRansEncoder", "RangeDecoder", "RangeEncoder", "RansDecoder", "RansEncoder"]
 
 _PRECISION = 16  # CompressAI's entropy models always use 16-bit tables
 
@@ -48,11 +53,40 @@ class RangeEncoder:
         return _tables(cdfs, cdfs_sizes, offsets).encode(np.asarray(symbols), np.asarray(indexes))
 
 
+class BufferedRansEncoder:
+    """``encode_with_indexes(...)`` any number of times (each call with its own tables), then
+    ``flush() -> bytes``: one stream holding every call's symbols, in order."""
+
+    def __init__(self) -> None:
+        self._pieces = PieceEncoder()
+
+    def encode_with_indexes(self, symbols, indexes, cdfs, cdfs_sizes, offsets) -> None:
+        self._pieces.add(_tables(cdfs, cdfs_sizes, offsets), np.asarray(symbols),
+                         np.asarray(indexes))
+
+    def flush(self) -> bytes:
+        return self._pieces.flush()
+
+
 class RangeDecoder:
-    """``decode_with_indexes(encoded, indexes, cdfs, cdfs_sizes, offsets) -> list[int]``."""
+    """``decode_with_indexes(encoded, indexes, cdfs, cdfs_sizes, offsets) -> list[int]`` for a
+    whole stream; ``set_stream(encoded)`` then ``decode_stream(indexes, cdfs, cdfs_sizes,
+    offsets) -> list[int]`` for a stream made by :class:`BufferedRansEncoder`, piece by piece."""
+
+    def __init__(self) -> None:
+        self._stream: PieceDecoder | None = None
 
     def decode_with_indexes(self, encoded, indexes, cdfs, cdfs_sizes, offsets) -> list[int]:
         values = _tables(cdfs, cdfs_sizes, offsets).decode(encoded, np.asarray(indexes))
+        return values.reshape(-1).tolist()
+
+    def set_stream(self, encoded) -> None:
+        self._stream = PieceDecoder(encoded)
+
+    def decode_stream(self, indexes, cdfs, cdfs_sizes, offsets) -> list[int]:
+        if self._stream is None:
+            raise ValueError("decode_stream needs a stream: call set_stream(encoded) first")
+        values = self._stream.decode(_tables(cdfs, cdfs_sizes, offsets), np.asarray(indexes))
         return values.reshape(-1).tolist()
 
 

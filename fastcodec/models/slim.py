@@ -30,6 +30,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -125,6 +126,27 @@ def _grow(old: Tensor, new: Tensor) -> Tensor:
     return out
 
 
+def _log_gains_at(log_gains: Tensor, lambdas: Sequence[float], at: Sequence[float],
+                  sign: float) -> Tensor:
+    """Rows of ``log_gains [K, M]`` (trained at ascending ``lambdas``) for the trade-offs
+    ``at``: linear in log-lambda between neighbours, and ``sign * 0.5 * log(at / end)`` past the
+    nearest end (``sign`` -1 for inverse gains)."""
+    x = torch.log(torch.tensor(lambdas, dtype=torch.float64))
+    rows = []
+    for lam in at:
+        t = math.log(lam)
+        if t <= x[0]:
+            row = log_gains[0].double() + sign * 0.5 * (t - x[0])
+        elif t >= x[-1]:
+            row = log_gains[-1].double() + sign * 0.5 * (t - x[-1])
+        else:
+            i = int(torch.searchsorted(x, torch.tensor(t, dtype=torch.float64))) - 1
+            w = (t - x[i]) / (x[i + 1] - x[i])
+            row = log_gains[i].double() * (1 - w) + log_gains[i + 1].double() * w
+        rows.append(row.to(log_gains.dtype))
+    return torch.stack(rows)
+
+
 @torch.no_grad()
 def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] = None,
           lambdas: Optional[Sequence[float]] = None, seed: int = 0) -> CodecModel:
@@ -138,8 +160,10 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
             the mean of the trained ones and their densities fresh.
         head_width: output width of the fourth analysis block (None: keep). New channels:
             fresh filters, zero skip filters, read by the head with zero weights.
-        lambdas: new trade-offs, one per trained quality (None: keep). Each quality's gains
-            move by ``sqrt(new / old)``, the step the ``gain ~ sqrt(lambda)`` rule predicts.
+        lambdas: new trade-offs, one per trained quality (None: keep). A new trade-off inside
+            the trained range gets the gains the model already interpolates there (log-gain
+            linear in log-lambda between the two trained neighbours); outside it, the nearest
+            end's gains moved by ``sqrt(new / end)``, the ``gain ~ sqrt(lambda)`` rule.
         seed: seed of the fresh filters.
 
     Returns a model whose reconstruction differs from ``model``'s only through the 1e-2 scaled
@@ -187,9 +211,9 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
             g[:, old_m:] = old[name].mean(1, keepdim=True)
     if head > old_head:  # the head reads new block channels with zero weights
         state["g_a.head.weight"][:, old_head:] = 0.0  # (their skip filters: zero, as created)
-    step = 0.5 * torch.log(torch.tensor(new_lambdas) / torch.tensor(old_lambdas))[:, None]
-    state["log_gain"] = state["log_gain"] + step
-    state["log_inv_gain"] = state["log_inv_gain"] - step
+    if new_lambdas != old_lambdas:
+        for name, sign in (("log_gain", 1.0), ("log_inv_gain", -1.0)):
+            state[name] = _log_gains_at(state[name], old_lambdas, new_lambdas, sign)
     state["lambdas"] = torch.tensor(new_lambdas, dtype=torch.float32)
     new.load_state_dict(state)
     return new.eval()
