@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-every", type=int, default=50_000,
                    help="keep a step_XXXXXXXX.pt snapshot every N steps (0 = never)")
     p.add_argument("--max-images", type=int, default=0, help="use at most N training images")
+    p.add_argument("--revive-hold", type=int, default=None,
+                   help="steps during which the rate sends no gradient into the latent channels "
+                        "a checkpoint from 'python -m fastcodec.models.slim --revive' marks "
+                        "(default: the checkpoint's value, else 2000)")
+    p.add_argument("--revive-ramp", type=int, default=None,
+                   help="steps over which that gradient then ramps back to full "
+                        "(default: the checkpoint's value, else 6000)")
     # model (taken from the checkpoint on resume)
     p.add_argument("--N", type=int, default=64, help="hidden width")
     p.add_argument("--M", type=int, default=128, help="latent channels")
@@ -349,6 +356,31 @@ def _log(line: dict, text: str, log_file) -> None:
         log_file.flush()
 
 
+def _revive_schedule(ckpt: Optional[dict], args) -> Optional[dict]:
+    """The revived channels of a checkpoint and their rate-gradient schedule (steps), or None."""
+    rev = (ckpt or {}).get("revive")
+    if not rev:
+        return None
+    hold = args.revive_hold if args.revive_hold is not None else rev.get("hold", 2000)
+    ramp = args.revive_ramp if args.revive_ramp is not None else rev.get("ramp", 6000)
+    if hold < 0 or ramp < 0:
+        raise ValueError(f"--revive-hold and --revive-ramp must be >= 0, got {hold}, {ramp}")
+    return {"channels": [int(c) for c in rev["channels"]], "start": int(rev.get("start", 0)),
+            "hold": int(hold), "ramp": int(ramp)}
+
+
+def _rate_grad_scale(revived: dict, step: int, channels: int, device) -> Optional[torch.Tensor]:
+    """``[M]`` rate-gradient factors at ``step``: 0 for the revived channels through the hold,
+    then linear to 1 over the ramp; None once every factor is 1."""
+    t = step - revived["start"] - revived["hold"]
+    w = 1.0 if t >= revived["ramp"] else max(0.0, t / max(1, revived["ramp"]))
+    if w >= 1.0:
+        return None
+    scale = torch.ones(channels, device=device)
+    scale[revived["channels"]] = w
+    return scale
+
+
 def run(args) -> dict:
     """Trains as ``args`` says; returns the last progress record (rank 0) or {}."""
     if args.crop % 16:
@@ -429,6 +461,7 @@ def run(args) -> dict:
     val = load_val(args.val, args.val_crop, args.val_max_images) if (is_main and args.val) else None
 
     lineage = list(ckpt.get("lineage", [])) if ckpt else []  # runs this one continues
+    revived = _revive_schedule(ckpt, args)
     step = 0
     if ckpt and "optimizer" not in ckpt:  # weights only (fastcodec.models.slim): fresh start
         step = int(ckpt.get("step", 0))
@@ -473,6 +506,7 @@ def run(args) -> dict:
             "world_size": world,
             "time": time.time(),
             "lineage": lineage,
+            **({"revive": revived} if revived else {}),
         })
 
     def run_val() -> None:
@@ -521,6 +555,8 @@ def run(args) -> dict:
                 group["lr"] = lr * mult  # the command line wins over a resumed state
             for group in aux_opt.param_groups:
                 group["lr"] = args.aux_lr
+            if revived:
+                model.rate_grad_scale = _rate_grad_scale(revived, step, model.M, device)
             x = sampler.batch(args.batch_size).to(device, non_blocking=True)
             x = x.contiguous(memory_format=memory_format)
             qi = torch.randint(0, k, (x.shape[0],), device=device)
@@ -576,6 +612,10 @@ def run(args) -> dict:
                     "bpp_per_q": [round(float(v), 4) for v in per_q[1] / per_q[0].clamp_min(1)],
                     "psnr_per_q": [round(float(v), 3) for v in per_q[2] / per_q[0].clamp_min(1)],
                 }
+                if revived:
+                    w = model.rate_grad_scale
+                    last["revived_rate_grad"] = 1.0 if w is None else float(
+                        w[revived["channels"][0]])
                 per_q.zero_()
                 _log(last,
                      f"step {step:>8}  loss {last['loss']:8.4f}  bpp {last['bpp']:.4f}  "

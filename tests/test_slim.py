@@ -10,7 +10,7 @@ import torch
 from fastcodec import train as T
 from fastcodec.models import CodecModel
 from fastcodec.models.slim import main as slim_main
-from fastcodec.models.slim import narrow_latent, slim, widen
+from fastcodec.models.slim import dead_channels, narrow_latent, revive, slim, widen
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -271,3 +271,122 @@ def test_narrowing_drops_dead_latent_channels_and_folds_their_constant(skip):
     torch.testing.assert_close(r1["x_hat"][inner], r0["x_hat"][inner], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="M must be"):
         narrow_latent(m, x, M=9)
+
+
+def _with_dead_channels(dead, skip=False):
+    """``_model()`` (skips optional) whose latent ``dead`` channels are constant at the median:
+    symbol 0 at every quality."""
+    m, x = _model(), _samples(n=2, size=128)
+    if skip:
+        m = _trained_skips(slim(m, x, skip=True))
+    with torch.no_grad():
+        m.entropy.quantiles[:, 0, 1].uniform_(-0.3, 0.3)  # nonzero medians
+        m.log_gain.uniform_(-0.5, 0.5)
+        m.g_a.head.weight *= 30  # live channels: symbols well away from 0
+        for c in dead:
+            m.g_a.head.weight[c] = 0
+            m.g_a.head.bias[c] = m.entropy.medians()[c]
+            if skip:  # equal taps: the skip's share of the constant is a bias too
+                m.g_s.skips[0].weight[c] = m.g_s.skips[0].weight[c].mean((1, 2), keepdim=True)
+    return m, x
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_revive_restarts_dead_channels_and_keeps_the_reconstruction(skip):
+    dead = [1, 6]
+    m, x = _with_dead_channels(dead, skip)
+    assert dead_channels(m, x) == dead
+    r = revive(m, dead, seed=3)
+    live = [c for c in range(8) if c not in dead]
+    # live channels: untouched weights, gains, densities
+    torch.testing.assert_close(r.log_gain[:, live], m.log_gain[:, live])
+    torch.testing.assert_close(r.entropy.quantiles[live], m.entropy.quantiles[live])
+    y0, y1 = m.g_a(x).detach(), r.g_a(x).detach()
+    torch.testing.assert_close(y1[:, live], y0[:, live])
+    # revived channels: live-scale head filters, live median gains, a fresh density
+    assert y1[:, dead].std() > 0.2 * y0[:, live].std()
+    torch.testing.assert_close(r.log_gain[:, dead],
+                               m.log_gain[:, live].median(1, keepdim=True).values.expand(-1, 2))
+    fresh = CodecModel(N=12, M=8).entropy.quantiles
+    torch.testing.assert_close(r.entropy.quantiles[dead], fresh[dead])
+    assert dead_channels(r, x) == []  # they carry bits again
+    # the decoder reads them weakly and their old constant went into the biases: the
+    # reconstruction moves only a little (exactly nothing once those reads are zero)
+    inner = (..., slice(40, -40), slice(40, -40))  # the folded constant is exact inside
+    with torch.no_grad():
+        x0, x1 = m(x, 2.5)["x_hat"][inner], r(x, 2.5)["x_hat"][inner]
+        assert 0 < (x1 - x0).abs().max() < 0.1 * x0.abs().max()
+        r.g_s.blocks[0].weight[:, dead] = 0
+        torch.testing.assert_close(r(x, 2.5)["x_hat"][inner], x0, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="channels must be"):
+        revive(m, [8])
+    with pytest.raises(ValueError, match="channels must be"):
+        revive(m, [])
+    with pytest.raises(ValueError, match="live channel"):
+        revive(m, range(8))
+
+
+def test_rate_grad_scale_scales_only_the_rate_gradient_into_the_latent():
+    m, x = _model(), _samples(n=2, size=32)
+    m.train()
+
+    def grads(scale):
+        m.zero_grad()
+        m.rate_grad_scale = scale
+        torch.manual_seed(0)  # the same noise
+        res = m(x, 3)
+        res["bpp"].sum().backward()
+        return m.g_a.head.weight.grad.clone(), m.log_gain.grad.clone(), \
+            m.entropy.biases[0].grad.clone(), res["bpp"].detach()
+
+    head1, gain1, dens1, bpp1 = grads(None)
+    w = torch.ones(8)
+    w[[2, 5]] = 0.0
+    head0, gain0, dens0, bpp0 = grads(w)
+    m.rate_grad_scale = None
+    torch.testing.assert_close(bpp0, bpp1)  # the value is unchanged
+    assert head0[[2, 5]].abs().max() == 0 and gain0[:, [2, 5]].abs().max() == 0
+    assert head1[[2, 5]].abs().max() > 0 and gain1[3, [2, 5]].abs().max() > 0
+    torch.testing.assert_close(head0[[0, 1, 3]], head1[[0, 1, 3]])
+    torch.testing.assert_close(dens0, dens1)  # the densities learn as before
+
+
+def test_revive_schedule_holds_then_ramps():
+    rev = {"channels": [1, 4], "start": 10, "hold": 100, "ramp": 50}
+    assert T._rate_grad_scale(rev, 60, 6, "cpu").tolist() == [1, 0, 1, 1, 0, 1]
+    assert T._rate_grad_scale(rev, 110, 6, "cpu")[1] == 0
+    assert T._rate_grad_scale(rev, 135, 6, "cpu")[4] == pytest.approx(0.5)
+    assert T._rate_grad_scale(rev, 160, 6, "cpu") is None
+
+
+def test_command_line_revives_and_training_follows_the_schedule(tmp_path, tiny_images):
+    run = _tiny_run(tmp_path, tiny_images, steps=2)
+    out = tmp_path / "revived.pt"
+    model = T.load_model(run / "latest.pt")
+    with torch.no_grad():  # live channels (symbols away from 0) but channel 3 dead
+        model.g_a.head.weight *= 300
+        model.g_a.head.weight[3] = 0
+        model.g_a.head.bias[3] = model.entropy.medians()[3]
+    T.save_checkpoint(run / "dead.pt", {"model": model.state_dict(), "ema": model.state_dict(),
+                                        "model_config": model.config, "step": 0})
+    assert slim_main([str(run / "dead.pt"), str(out), "--revive", "--data", str(tiny_images),
+                      "--samples", "4", "--crop", "32"]) == 0
+    ckpt = T.load_checkpoint(out)
+    assert ckpt["revive"] == {"channels": [3], "start": 0}
+    assert "revived" in ckpt["lineage"][-1]["then"]
+    fine = tmp_path / "fine"
+    T.run(T.build_parser().parse_args([
+        "--data", str(tiny_images), "--val", "", "--out", str(fine), "--resume", str(out),
+        "--crop", "32", "--batch-size", "2", "--steps", "3", "--threads", "1",
+        "--revive-hold", "1", "--revive-ramp", "4", "--log-every", "1",
+    ]))
+    done = T.load_checkpoint(fine / "latest.pt")
+    assert done["revive"] == {"channels": ckpt["revive"]["channels"], "start": 0, "hold": 1,
+                              "ramp": 4}
+    import json
+
+    logged = [json.loads(line) for line in (fine / "log.jsonl").read_text().splitlines()]
+    ramp = [e["revived_rate_grad"] for e in logged if e["event"] == "train"]
+    assert ramp == [0.0, 0.0, 0.25]  # set before steps 0, 1, 2: hold 1, then 1/4 per step
+    with pytest.raises(SystemExit):
+        slim_main([str(run / "dead.pt"), str(out), "--revive"])  # no --data

@@ -55,6 +55,11 @@ def pad_to_multiple(x: Tensor, multiple: int = _MULTIPLE, mode: str = "replicate
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
+def _scale_grad(t: Tensor, w: Tensor) -> Tensor:
+    """``t`` unchanged in value, its gradient multiplied by ``w`` (broadcast)."""
+    return t * w + (t * (1 - w)).detach()
+
+
 class CodecModel(nn.Module):
     """Learned image codec.
 
@@ -115,6 +120,11 @@ class CodecModel(nn.Module):
         self.log_gain = nn.Parameter(init[:, None].repeat(1, M).clone())
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M).clone())
         self._tables: Dict[float, EntropyTables] = {}
+        #: Training only: ``[M]`` factors in [0, 1] on the gradient the rate term sends into the
+        #: latent and the gains of each channel (None: 1 everywhere). Channels revived by
+        #: :func:`fastcodec.models.slim.revive` learn to carry information before they pay for
+        #: it; the density itself always gets the full gradient. Not part of the weights.
+        self.rate_grad_scale: Optional[Tensor] = None
 
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "CodecModel":
@@ -172,7 +182,11 @@ class CodecModel(nn.Module):
         med = self.entropy.medians()[None, :, None, None] * g.detach()
         if self.training:
             noisy = yg + torch.empty_like(yg).uniform_(-0.5, 0.5)
-            lik = self.entropy.likelihood(noisy, g)
+            if self.rate_grad_scale is None:
+                lik = self.entropy.likelihood(noisy, g)
+            else:
+                rw = self.rate_grad_scale.to(yg)[None, :, None, None]
+                lik = self.entropy.likelihood(_scale_grad(noisy, rw), _scale_grad(g, rw))
             if self.quantize == "ste":
                 y_q = yg + (torch.round(yg - med) + med - yg).detach()
             else:

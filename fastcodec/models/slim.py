@@ -12,8 +12,9 @@ Importance of a channel = its mean absolute activation on sample crops (the bloc
 ReLU and pooling / pixel shuffle, plus the skip path's when the model has skips) times the norm
 of the next layer's weights that read it.
 
-:func:`narrow_latent` drops the least used latent channels (dead ones cost nothing to drop).
-:func:`widen` gives the latent more channels (``M``), widens the fourth analysis block that
+:func:`narrow_latent` drops the least used latent channels (dead ones cost nothing to drop);
+:func:`dead_channels` finds the channels that carry (almost) no bits and :func:`revive` starts
+them over (train with ``--revive-hold/--revive-ramp``). :func:`widen` gives the latent more channels (``M``), widens the fourth analysis block that
 feeds it (``head_width``) and/or moves the trained qualities to new ``lambdas``; the new
 channels start so that the reconstruction is (nearly) unchanged.
 
@@ -25,6 +26,7 @@ Command line::
     python -m fastcodec.models.slim IN.pt OUT.pt --M 192 --head-width 192 \\
         --lambdas 0.0018 0.0042 0.0099 0.0235 0.055 0.13
     python -m fastcodec.models.slim IN.pt OUT.pt --M 128 --data ../shared/data/train
+    python -m fastcodec.models.slim IN.pt OUT.pt --revive --data ../shared/data/train
 """
 
 from __future__ import annotations
@@ -273,6 +275,73 @@ def narrow_latent(model: CodecModel, samples: Tensor, M: int) -> CodecModel:
     return new.eval()
 
 
+@torch.no_grad()
+def dead_channels(model: CodecModel, samples: Tensor, min_active: float = 1e-2) -> list[int]:
+    """Latent channels (ascending) whose symbols are nonzero at fewer than ``min_active`` of the
+    positions of ``samples`` (``[B, 3, H, W]`` crops in [0, 1]) at the top quality: they tell
+    the decoder (almost) nothing, at any quality."""
+    model = model.float().eval()
+    g, _ = model.gains(model.num_qualities - 1)
+    yg = model.g_a(samples).float() * g[None, :, None, None]
+    symbols = torch.round(yg - (model.entropy.medians() * g)[None, :, None, None])
+    active = (symbols != 0).float().mean((0, 2, 3))
+    return [int(c) for c in torch.nonzero(active < min_active).flatten()]
+
+
+@torch.no_grad()
+def revive(model: CodecModel, channels: Sequence[int], seed: int = 0) -> CodecModel:
+    """A copy of ``model`` in which the latent ``channels`` (dead ones, see
+    :func:`dead_channels`) start over, with the reconstruction (nearly) unchanged.
+
+    A dead channel's symbols are all zero: its gains have collapsed, so nothing the analysis
+    writes there survives rounding, and it gets no useful gradient back. Each revived channel
+    gets: head filters at the scale of the live channels' (fresh directions, zero bias); the
+    live channels' median gains at every quality; a fresh density; and first-synthesis-block
+    read filters at a tenth of the fresh scale (skip taps zero), with the constant it used to
+    feed the decoder folded into the biases as :func:`narrow_latent` does.
+
+    Train the result with the rate's gradient into these channels held off and ramped in
+    (``fastcodec train --revive-hold --revive-ramp``): otherwise they cost bits from the first
+    step while the decoder barely reads them, and die again."""
+    model = model.float().eval()
+    chans = sorted({int(c) for c in channels})
+    if not chans or chans[0] < 0 or chans[-1] >= model.M:
+        raise ValueError(f"channels must be a non-empty subset of 0..{model.M - 1}, got "
+                         f"{list(channels)}")
+    live = [c for c in range(model.M) if c not in chans]
+    if not live:
+        raise ValueError("revive needs at least one live channel to take its scales from")
+    torch.manual_seed(seed)
+    fresh = CodecModel.from_config(model.config).state_dict()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    idx = torch.tensor(chans)
+
+    top = model.num_qualities - 1
+    g_mid, ig_mid = model.gains(top / 2)
+    const = (model.entropy.medians() * g_mid * ig_mid)[idx]  # what the decoder saw
+    w0 = state["g_s.blocks.0.weight"]
+    state["g_s.blocks.0.bias"] += (w0[:, idx].sum((2, 3)) * const).sum(1)
+    w0[:, idx] = 0.1 * fresh["g_s.blocks.0.weight"][:, idx]
+    if model.g_s.skips is not None:  # ConvTranspose2d weight [in, out, 2, 2]
+        sk = state["g_s.skips.0.weight"]
+        state["g_s.skips.0.bias"] += (sk[idx].mean((2, 3)) * const[:, None]).sum(0)
+        sk[idx] = 0.0
+
+    head = state["g_a.head.weight"]
+    rows = fresh["g_a.head.weight"][idx]
+    scale = head[live].flatten(1).norm(dim=1).mean() / rows.flatten(1).norm(dim=1).mean()
+    head[idx] = rows * scale
+    state["g_a.head.bias"][idx] = 0.0
+    for name in ("log_gain", "log_inv_gain"):
+        state[name][:, idx] = state[name][:, live].median(1, keepdim=True).values
+    for key, value in state.items():
+        if key.startswith("entropy.") and value.dim() > 0 and value.shape[0] == model.M:
+            value[idx] = fresh[key][idx]
+    new = CodecModel.from_config(model.config)
+    new.load_state_dict(state)
+    return new.eval()
+
+
 def _samples(folder: str, count: int, crop: int, seed: int) -> Tensor:
     from fastcodec.train import CropSampler, list_images, load_rgb
 
@@ -297,7 +366,14 @@ def main(argv=None) -> int:
     p.add_argument("--head-width", type=int, default=None,
                    help="widen: output width of the fourth analysis block")
     p.add_argument("--lambdas", type=float, nargs="+", default=None,
-                   help="new trade-offs of the trained qualities (gains move by sqrt(new/old))")
+                   help="new trade-offs of the trained qualities (gains: the trained ones "
+                        "interpolated; sqrt(new/old) past the ends)")
+    p.add_argument("--revive", action="store_true",
+                   help="restart the dead latent channels (needs --data); train the result "
+                        "with --revive-hold/--revive-ramp")
+    p.add_argument("--min-active", type=float, default=1e-2,
+                   help="with --revive: a channel whose symbols are nonzero at fewer than this "
+                        "share of the positions at the top quality is dead")
     p.add_argument("--data", default=None,
                    help="training images for the mean activations (needed to slim)")
     p.add_argument("--samples", type=int, default=64, help="crops for the mean activations")
@@ -323,18 +399,29 @@ def main(argv=None) -> int:
         grow_m = None
     if grow_m is not None or args.head_width is not None or args.lambdas is not None:
         new = widen(new, grow_m, args.head_width, args.lambdas, seed=args.seed)
+    revived = []
+    if args.revive:
+        if args.data is None:
+            p.error("--data is needed to find the dead channels")
+        revived = dead_channels(new, _samples(args.data, args.samples, args.crop, args.seed),
+                                args.min_active)
+        if revived:
+            new = revive(new, revived, seed=args.seed)
     state = {k: v.contiguous() for k, v in new.state_dict().items()}
     change = ", ".join(f"{k} {v}" for k, v in (("first_width", args.first_width),
                                                  ("last_width", args.last_width),
                                                  ("skip", args.skip or None),
                                                  ("M", args.M), ("head_width", args.head_width),
-                                                 ("lambdas", args.lambdas)) if v is not None)
+                                                 ("lambdas", args.lambdas),
+                                                 ("revived", len(revived) or None))
+                       if v is not None)
     lineage = [*src.get("lineage", []),
                {"run": Path(args.checkpoint).parent.name, "steps": int(src.get("step", 0)),
                 "then": change or "copied"}]
     save_checkpoint(Path(args.out), {
         "model": state, "ema": state, "model_config": new.config, "step": 0,
         "lineage": lineage,
+        **({"revive": {"channels": revived, "start": 0}} if revived else {}),
         "slimmed_from": {"checkpoint": str(args.checkpoint), "step": int(src.get("step", 0)),
                          "change": change or "copied"},
     })
@@ -343,7 +430,8 @@ def main(argv=None) -> int:
     cfg = new.config
     print(f"wrote {args.out}: {before:,} -> {after:,} parameters (M {cfg['M']}, first width "
           f"{cfg['first_width']}, head width {cfg['head_width']}, last width "
-          f"{cfg['last_width']}, skip {cfg['skip']}, lambdas {cfg['lambdas']})")
+          f"{cfg['last_width']}, skip {cfg['skip']}, lambdas {cfg['lambdas']})"
+          + (f"; revived {len(revived)} dead latent channels" if args.revive else ""))
     return 0
 
 
