@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -236,12 +236,8 @@ def narrow_latent(model: CodecModel, samples: Tensor, M: int) -> CodecModel:
     if not 1 <= int(M) <= model.M:
         raise ValueError(f"M must be in 1..{model.M}, got {M}")
     top = model.num_qualities - 1
-    g, _ = model.gains(top)
     med = model.entropy.medians()
-    yg = model.g_a(samples).float() * g[None, :, None, None]
-    symbols = torch.round(yg - (med * g)[None, :, None, None])
-    active = (symbols != 0).float().mean((0, 2, 3))
-    spread = yg.std((0, 2, 3))
+    active, spread = channel_activity(model, samples)
     order = sorted(range(model.M), key=lambda c: (float(active[c]), float(spread[c])),
                    reverse=True)
     keep = torch.tensor(sorted(order[: int(M)]))
@@ -276,15 +272,22 @@ def narrow_latent(model: CodecModel, samples: Tensor, M: int) -> CodecModel:
 
 
 @torch.no_grad()
-def dead_channels(model: CodecModel, samples: Tensor, min_active: float = 1e-2) -> list[int]:
-    """Latent channels (ascending) whose symbols are nonzero at fewer than ``min_active`` of the
-    positions of ``samples`` (``[B, 3, H, W]`` crops in [0, 1]) at the top quality: they tell
-    the decoder (almost) nothing, at any quality."""
+def channel_activity(model: CodecModel, samples: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per latent channel at the top quality on ``samples`` (``[B, 3, H, W]`` crops in
+    [0, 1]): the share of positions whose symbol is nonzero, and the spread (std) of the scaled
+    latent; both ``[M]``."""
     model = model.float().eval()
     g, _ = model.gains(model.num_qualities - 1)
     yg = model.g_a(samples).float() * g[None, :, None, None]
     symbols = torch.round(yg - (model.entropy.medians() * g)[None, :, None, None])
-    active = (symbols != 0).float().mean((0, 2, 3))
+    return (symbols != 0).float().mean((0, 2, 3)), yg.std((0, 2, 3))
+
+
+def dead_channels(model: CodecModel, samples: Tensor, min_active: float = 1e-2) -> list[int]:
+    """Latent channels (ascending) whose symbols are nonzero at fewer than ``min_active`` of the
+    positions of ``samples`` at the top quality (:func:`channel_activity`): they tell the
+    decoder (almost) nothing, at any quality."""
+    active, _ = channel_activity(model, samples)
     return [int(c) for c in torch.nonzero(active < min_active).flatten()]
 
 
