@@ -390,3 +390,28 @@ def test_command_line_revives_and_training_follows_the_schedule(tmp_path, tiny_i
     assert ramp == [0.0, 0.0, 0.25]  # set before steps 0, 1, 2: hold 1, then 1/4 per step
     with pytest.raises(SystemExit):
         slim_main([str(run / "dead.pt"), str(out), "--revive"])  # no --data
+
+
+def test_command_line_revives_the_channels_a_larger_latent_adds(tmp_path, tiny_images):
+    run = _tiny_run(tmp_path, tiny_images, steps=2)
+    model = T.load_model(run / "latest.pt")
+    with torch.no_grad():  # channels 0..7 live except 3
+        model.g_a.head.weight *= 300
+        model.g_a.head.weight[3] = 0
+        model.g_a.head.bias[3] = model.entropy.medians()[3]
+    T.save_checkpoint(run / "dead.pt", {"model": model.state_dict(), "ema": model.state_dict(),
+                                        "model_config": model.config, "step": 0})
+    out = tmp_path / "wider.pt"
+    assert slim_main([str(run / "dead.pt"), str(out), "--M", "11", "--revive", "--data",
+                      str(tiny_images), "--samples", "4", "--crop", "32"]) == 0
+    ckpt = T.load_checkpoint(out)
+    assert ckpt["model_config"]["M"] == 11
+    assert ckpt["model_config"]["lambdas"] == model.config["lambdas"]  # not float32-rounded
+    assert ckpt["revive"]["channels"] == [3, 8, 9, 10]
+    wider = T.load_model(out)
+    old_rows = model.g_a.head.weight.flatten(1).norm(dim=1)
+    new_rows = wider.g_a.head.weight.flatten(1).norm(dim=1)
+    live = [0, 1, 2, 4, 5, 6, 7]
+    assert torch.equal(wider.g_a.head.weight[live], model.g_a.head.weight[live])
+    assert float(new_rows[[3, 8, 9, 10]].mean()) == pytest.approx(float(old_rows[live].mean()),
+                                                              rel=1e-4)

@@ -175,8 +175,8 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
     steps (the head reads the new block channels at about half the weight of the old ones),
     but 64 new *latent* channels died: they cost rate from the first step and paid back nothing
     while read weakly, so their gains collapsed (to ~1 %) and a channel whose symbols are all
-    zero gets no gradient back. Grow ``head_width``; grow ``M`` only when training from
-    scratch.
+    zero gets no gradient back. Grow ``M`` together with :func:`revive` of the new channels
+    (the command line's ``--M ... --revive``) and train with the rate's gradient held off them.
     """
     model = model.float().eval()
     cfg = dict(model.config)
@@ -186,7 +186,7 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
     head = old_head if head_width is None else int(head_width)
     if m < old_m or head < old_head:
         raise ValueError(f"widen only grows: M {old_m} -> {m}, head width {old_head} -> {head}")
-    old_lambdas = [float(v) for v in model.lambdas]
+    old_lambdas = [float(v) for v in model.config.get("lambdas", model.lambdas.tolist())]
     new_lambdas = old_lambdas if lambdas is None else [float(v) for v in lambdas]
     if len(new_lambdas) != len(old_lambdas):
         raise ValueError(f"expected {len(old_lambdas)} lambdas, got {len(new_lambdas)}")
@@ -372,8 +372,8 @@ def main(argv=None) -> int:
                    help="new trade-offs of the trained qualities (gains: the trained ones "
                         "interpolated; sqrt(new/old) past the ends)")
     p.add_argument("--revive", action="store_true",
-                   help="restart the dead latent channels (needs --data); train the result "
-                        "with --revive-hold/--revive-ramp")
+                   help="restart the dead latent channels, and the ones a larger --M adds "
+                        "(needs --data); train the result with --revive-hold/--revive-ramp")
     p.add_argument("--min-active", type=float, default=1e-2,
                    help="with --revive: a channel whose symbols are nonzero at fewer than this "
                         "share of the positions at the top quality is dead")
@@ -406,8 +406,10 @@ def main(argv=None) -> int:
     if args.revive:
         if args.data is None:
             p.error("--data is needed to find the dead channels")
-        revived = dead_channels(new, _samples(args.data, args.samples, args.crop, args.seed),
-                                args.min_active)
+        dead = dead_channels(new, _samples(args.data, args.samples, args.crop, args.seed),
+                             args.min_active)
+        # channels that --M added start over too, so the schedule holds their rate off
+        revived = sorted(set(dead) | set(range(model.M, new.M)))
         if revived:
             new = revive(new, revived, seed=args.seed)
     state = {k: v.contiguous() for k, v in new.state_dict().items()}
