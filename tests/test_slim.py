@@ -240,6 +240,11 @@ def test_command_line_widens_without_data(tmp_path, tiny_images):
     ckpt = T.load_checkpoint(out)
     assert ckpt["model_config"]["M"] == 12 and ckpt["model_config"]["head_width"] == 12
     assert ckpt["lineage"][-1]["then"] == "M 12, head_width 12"
+    # reshaped again before any training: still one entry, naming both changes
+    again = tmp_path / "wider.pt"
+    assert slim_main([str(out), str(again), "--M", "13"]) == 0
+    assert T.load_checkpoint(again)["lineage"] == [
+        {"run": "run", "steps": 2, "then": "M 12, head_width 12; M 13"}]
     model = T.load_model(out)
     assert model.entropy.quantiles.shape[0] == 12
     with pytest.raises(SystemExit):  # slimming needs sample crops

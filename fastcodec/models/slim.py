@@ -420,9 +420,13 @@ def main(argv=None) -> int:
                                                  ("lambdas", args.lambdas),
                                                  ("revived", len(revived) or None))
                        if v is not None)
-    lineage = [*src.get("lineage", []),
-               {"run": Path(args.checkpoint).parent.name, "steps": int(src.get("step", 0)),
-                "then": change or "copied"}]
+    lineage = list(src.get("lineage", []))
+    if lineage and "slimmed_from" in src and int(src.get("step", 0)) == 0:
+        # reshaped again before any training: one entry names both changes
+        lineage[-1] = {**lineage[-1], "then": f"{lineage[-1]['then']}; {change or 'copied'}"}
+    else:
+        lineage.append({"run": Path(args.checkpoint).parent.name,
+                        "steps": int(src.get("step", 0)), "then": change or "copied"})
     save_checkpoint(Path(args.out), {
         "model": state, "ema": state, "model_config": new.config, "step": 0,
         "lineage": lineage,
