@@ -186,7 +186,7 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
     head = old_head if head_width is None else int(head_width)
     if m < old_m or head < old_head:
         raise ValueError(f"widen only grows: M {old_m} -> {m}, head width {old_head} -> {head}")
-    old_lambdas = [float(v) for v in model.config.get("lambdas", model.lambdas.tolist())]
+    old_lambdas = [float(v) for v in model.config["lambdas"]]
     new_lambdas = old_lambdas if lambdas is None else [float(v) for v in lambdas]
     if len(new_lambdas) != len(old_lambdas):
         raise ValueError(f"expected {len(old_lambdas)} lambdas, got {len(new_lambdas)}")
