@@ -62,7 +62,7 @@ __all__ = [
     "weights_path",
 ]
 
-DEFAULT_MODEL = "fcf64-v4"
+DEFAULT_MODEL = "fcf64-v5"
 FORMAT = "fastcodec-weights"
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)  # 1: the tables' rows padded to one width (7x the bytes)

@@ -13,7 +13,7 @@ from PIL import Image
 import fastcodec
 from fastcodec.container import FormatError, pack, read_header, unpack
 from fastcodec.samples import sample_paths
-from fastcodec.zoo import DEFAULT_MODEL
+from fastcodec.zoo import DEFAULT_MODEL, load_model
 
 SIZES = [(1, 1), (15, 17), (16, 16), (33, 65), (100, 37)]
 
@@ -50,6 +50,11 @@ def repack(blob, **changes):
     return pack(**fields)
 
 
+def _default_m() -> int:
+    """Latent channels of the default model."""
+    return load_model(DEFAULT_MODEL).model.M
+
+
 # ------------------------------------------------------------------------------------ roundtrips
 def test_mixed_sizes_roundtrip(codec):
     images = [smooth(h, w, i) for i, (h, w) in enumerate(SIZES)]
@@ -62,7 +67,7 @@ def test_mixed_sizes_roundtrip(codec):
         assert dec.shape == im.shape and dec.dtype == np.uint8
         hd = read_header(blob)
         assert (hd.height, hd.width, hd.layout) == (im.shape[0], im.shape[1], "rgb")
-        assert hd.latent_shape == (128, -(-im.shape[0] // 16), -(-im.shape[1] // 16))
+        assert hd.latent_shape == (_default_m(), -(-im.shape[0] // 16), -(-im.shape[1] // 16))
     assert psnr(images[3], out[3]) > 12  # a smooth 33x65 image comes back recognisably
 
 
@@ -188,7 +193,7 @@ def test_info(codec):
     d = fastcodec.info(blob)
     assert d["model_id"] == DEFAULT_MODEL and d["quality"] == 4.0 and d["version"] == 1
     assert (d["height"], d["width"], d["layout"]) == (33, 65, "rgb")
-    assert d["latent_shape"] == [128, 3, 5] and d["num_streams"] == 1
+    assert d["latent_shape"] == [_default_m(), 3, 5] and d["num_streams"] == 1
     assert (d["pad_bottom"], d["pad_right"]) == (15, 15)
     assert d["bytes"] == len(blob) == d["total_bytes"]
     assert d["bpp"] == pytest.approx(8 * len(blob) / (33 * 65))

@@ -19,7 +19,7 @@ from PIL import Image
 from fastcodec import cli
 from fastcodec.container import pack, unpack
 from fastcodec.progress import Progress, format_table
-from fastcodec.zoo import DEFAULT_MODEL
+from fastcodec.zoo import DEFAULT_MODEL, load_model
 
 
 def _image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -238,8 +238,9 @@ def test_info_text_and_json(photos, tmp_path, capsys):
     assert run(capsys, "compress", photos, "-o", enc, "-q", "4.6")[0] == 0  # snaps to 4.5
     rc, out, err = run(capsys, "info", enc / "sub" / "deeper" / "c.fcc")
     assert rc == 0, err
+    m = load_model(DEFAULT_MODEL).model.M  # latent channels
     for text in ("model", DEFAULT_MODEL, "quality   4.5", "size      40x24 (gray)",
-                 "latent    128x2x3", "streams   1", "bytes", "bpp"):
+                 f"latent    {m}x2x3", "streams   1", "bytes", "bpp"):
         assert text in out
     files = [enc / rel for rel in EXPECTED]
     rc, out, _ = run(capsys, "info", *files, "--json")
@@ -248,7 +249,7 @@ def test_info_text_and_json(photos, tmp_path, capsys):
     assert [d["file"] for d in docs] == [str(f) for f in files]
     for doc, (h, w, layout) in zip(docs, EXPECTED.values()):
         assert (doc["height"], doc["width"], doc["layout"]) == (h, w, layout)
-        assert doc["quality"] == 4.5 and doc["latent_shape"] == [128, -(-h // 16), -(-w // 16)]
+        assert doc["quality"] == 4.5 and doc["latent_shape"] == [m, -(-h // 16), -(-w // 16)]
         assert doc["bytes"] == (files[docs.index(doc)]).stat().st_size
         assert 0 < sum(doc["stream_lengths"]) < doc["bytes"]
         assert doc["bpp"] == pytest.approx(8 * doc["bytes"] / (h * w))
