@@ -73,6 +73,13 @@ def pytest_addoption(parser):
         "7 compressai; 5 with --quick)",
     )
     group.addoption(
+        "--codec-model",
+        default=None,
+        metavar="ID",
+        help="shipped model the end-to-end codec benchmarks time (default: the default model, "
+        "fastcodec.zoo.DEFAULT_MODEL)",
+    )
+    group.addoption(
         "--bench-summary",
         default=None,
         metavar="PATH",

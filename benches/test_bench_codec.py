@@ -272,11 +272,11 @@ def test_factorized(benchmark, factorized_case, codec_results, factorized_models
 
 
 @pytest.fixture(scope="session")
-def fastcodec_codecs(codec_results):
+def fastcodec_codecs(codec_results, pytestconfig):
     """``get(device_id)``: a ``fastcodec.Codec`` for ``cpu`` / ``cpu-bf16`` / ``cuda`` /
     ``cuda-bf16``."""
     import fastcodec
-    from fastcodec.zoo import load_model
+    from fastcodec.zoo import DEFAULT_MODEL, load_model
 
     cache = {}
 
@@ -284,7 +284,9 @@ def fastcodec_codecs(codec_results):
         if device_id not in cache:
             kind = device_id.split("-")[0]
             dtype = _dtype(device_id)
-            codec = fastcodec.Codec(cw.FASTCODEC_QUALITY, kind, transform_dtype=dtype)
+            model_id = pytestconfig.getoption("--codec-model") or DEFAULT_MODEL
+            codec = fastcodec.Codec(cw.FASTCODEC_QUALITY, kind, model=model_id,
+                                    transform_dtype=dtype)
             shipped = load_model(codec.model_id, kind)
             model = shipped.model
             enc_g, dec_g = cw.gmac_per_mp(model.g_a, model.g_s, model.M, kind)
