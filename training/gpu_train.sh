@@ -13,6 +13,11 @@
 #
 # Environment: PYTHON (python3), BUDGET_S (540), RESUME, DATA (../shared/data/train, else
 # shared/data/train), VAL (same with val/), and TRAIN_ARGS for more `fastcodec train` options.
+# RESUME=none trains a new model from scratch, its architecture in TRAIN_ARGS; the wider one
+# training/README.md proposes for higher PSNR:
+#   RESUME=none TRAIN_ARGS="--N 96 --M 320 --first-width 32 --head-width 320 --last-width 16 --skip
+#     --lambdas 0.0004 0.0013 0.004 0.013 0.04 0.13" bash training/gpu_train.sh "$OUT"
+# and later RESUME=OUTDIR/latest.pt (carried back) to continue it.
 # Defaults: batch 16 of 256x256 crops, bf16 autocast, lr 1e-4 (the model config comes from the
 # checkpoint).
 set -uo pipefail
@@ -36,7 +41,12 @@ DATA=${DATA:-$(pick ../shared/data/train shared/data/train)}
 VAL=${VAL:-$(pick ../shared/data/val shared/data/val)}
 RESUME=${RESUME:-training/codec-v5/latest.pt}
 [ -d "$DATA" ] || { note "no training images at $DATA (set DATA)"; exit 2; }
-[ -f "$RESUME" ] || { note "no checkpoint at $RESUME (set RESUME)"; exit 2; }
+resume_args=(--resume "$RESUME")
+if [ "$RESUME" = none ]; then
+    resume_args=()
+else
+    [ -f "$RESUME" ] || { note "no checkpoint at $RESUME (set RESUME, or RESUME=none)"; exit 2; }
+fi
 
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 2)" \
     || { note "no CUDA device"; exit 2; }
@@ -54,7 +64,7 @@ left=$((BUDGET_S - (SECONDS - T0)))
 note "training for $left s from $RESUME (data $DATA, val $VAL)"
 # SIGINT at the deadline: the trainer finishes its step and writes latest.pt; KILL 60 s later.
 timeout --signal=INT --kill-after=60 "$left" "$PY" -m fastcodec.train \
-    --out "$out" --resume "$RESUME" --data "$DATA" --val "$VAL" \
+    --out "$out" "${resume_args[@]}" --data "$DATA" --val "$VAL" \
     --batch-size 16 --crop 256 --lr 1e-4 --amp bf16 --log-every 200 --val-every 5000 \
     --ckpt-every 2000 --ckpt-every-minutes 3 --keep-every 0 ${TRAIN_ARGS:-} \
     > "$out/train.log" 2>&1
