@@ -278,13 +278,13 @@ def fastcodec_codecs(codec_results, pytestconfig):
     import fastcodec
     from fastcodec.zoo import DEFAULT_MODEL, load_model
 
+    model_id = pytestconfig.getoption("--codec-model") or DEFAULT_MODEL
     cache = {}
 
     def get(device_id: str):
         if device_id not in cache:
             kind = device_id.split("-")[0]
             dtype = _dtype(device_id)
-            model_id = pytestconfig.getoption("--codec-model") or DEFAULT_MODEL
             codec = fastcodec.Codec(cw.FASTCODEC_QUALITY, kind, model=model_id,
                                     transform_dtype=dtype)
             shipped = load_model(codec.model_id, kind)

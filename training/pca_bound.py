@@ -12,10 +12,9 @@ the top quality. PSNR here pools the squared error over all validation blocks (p
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
+
+from fastcodec.train import list_images, load_rgb
 
 BLOCK = 16
 
@@ -24,7 +23,7 @@ def image_blocks(paths, stride: int = 1) -> np.ndarray:
     """Non-overlapping BLOCKxBLOCK RGB blocks of every ``stride``-th image: float64 [n, BLOCK*BLOCK*3]."""
     rows = []
     for path in paths[::stride]:
-        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+        rgb = load_rgb(path).astype(np.float64)
         h, w = rgb.shape[0] // BLOCK * BLOCK, rgb.shape[1] // BLOCK * BLOCK
         tiles = rgb[:h, :w].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK, 3).swapaxes(1, 2)
         rows.append(tiles.reshape(-1, BLOCK * BLOCK * 3))
@@ -48,10 +47,11 @@ def pca_psnr(train: np.ndarray, val: np.ndarray, ks) -> dict:
 
 
 def _images(folder: str):
-    if not Path(folder).is_dir():
-        raise SystemExit(f"not a folder: {folder}")
-    exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in exts)
+    """The images the trainer would read from ``folder`` (``fastcodec.train.list_images``)."""
+    try:
+        return list_images(folder)
+    except FileNotFoundError:
+        raise SystemExit(f"not a folder: {folder}") from None
 
 
 def main(argv=None) -> int:
