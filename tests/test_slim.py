@@ -1,5 +1,5 @@
 """Reshaping a trained codec (fastcodec.models.slim): slimming (the kept channels, the folded
-biases), added skips, widening the latent path, the checkpoint it writes and the training run
+biases), added skips, widening the latent path and the hidden layers, the checkpoint it writes and the training run
 that resumes from it."""
 
 from __future__ import annotations
@@ -200,6 +200,34 @@ def test_widening_the_latent_keeps_old_channels_and_reads_new_ones_weakly(skip):
     torch.testing.assert_close(lik1, lik0)
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_widening_the_hidden_layers_keeps_the_function_and_trains_the_new_channels(skip):
+    m, x = _model(), _samples()
+    if skip:
+        m = _trained_skips(slim(m, x, skip=True))
+    w = widen(m, N=17)
+    assert w.config["N"] == 17
+    # widths that followed N are pinned at the old ones: only the hidden layers grow
+    assert w.config["first_width"] == 12 and w.config["head_width"] == 12
+    assert w.config["last_width"] == 6
+    assert w.g_a.blocks[0].weight.shape[0] == 12 and w.g_a.head.weight.shape[1] == 12
+    assert [tuple(b.weight.shape[:2]) for b in w.g_a.blocks[1:]] == [(17, 12), (17, 17), (12, 17)]
+    assert [tuple(b.weight.shape[:2]) for b in w.g_s.blocks] == [
+        (68, 8), (68, 17), (68, 17), (24, 17)]
+    assert w.g_a.blocks[1].weight[12:].abs().sum() > 0  # fresh writers, read with zeros
+    assert w.g_s.blocks[1].weight[48:].abs().sum() > 0
+    for a, b in zip(_outputs(m, x), _outputs(w, x)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(w(x, 2.5)["bpp"], m(x, 2.5)["bpp"])
+    w.train()
+    ((w(x, 2)["x_hat"] - x) ** 2).mean().backward()
+    for reader in (w.g_a.blocks[2], w.g_a.blocks[3], w.g_s.blocks[1], w.g_s.blocks[3]):
+        assert reader.weight.grad[:, 12:].abs().sum() > 0  # the zero reads learn
+    with pytest.raises(ValueError, match="only grows"):
+        widen(m, N=10)
+
+
 def test_new_lambdas_take_the_interpolated_gains_and_extrapolate_by_the_square_root():
     m = _model()
     with torch.no_grad():
@@ -242,9 +270,10 @@ def test_command_line_widens_without_data(tmp_path, tiny_images):
     assert ckpt["lineage"][-1]["then"] == "M 12, head_width 12"
     # reshaped again before any training: still one entry, naming both changes
     again = tmp_path / "wider.pt"
-    assert slim_main([str(out), str(again), "--M", "13"]) == 0
+    assert slim_main([str(out), str(again), "--M", "13", "--N", "14"]) == 0
     assert T.load_checkpoint(again)["lineage"] == [
-        {"run": "run", "steps": 2, "then": "M 12, head_width 12; M 13"}]
+        {"run": "run", "steps": 2, "then": "M 12, head_width 12; M 13, N 14"}]
+    assert T.load_model(again).config["N"] == 14
     model = T.load_model(out)
     assert model.entropy.quantiles.shape[0] == 12
     with pytest.raises(SystemExit):  # slimming needs sample crops

@@ -14,9 +14,10 @@ of the next layer's weights that read it.
 
 :func:`narrow_latent` drops the least used latent channels (dead ones cost nothing to drop);
 :func:`dead_channels` finds the channels that carry (almost) no bits and :func:`revive` starts
-them over (train with ``--revive-hold/--revive-ramp``). :func:`widen` gives the latent more channels (``M``), widens the fourth analysis block that
-feeds it (``head_width``) and/or moves the trained qualities to new ``lambdas``; the new
-channels start so that the reconstruction is (nearly) unchanged.
+them over (train with ``--revive-hold/--revive-ramp``). :func:`widen` gives the latent more
+channels (``M``), widens the fourth analysis block that feeds it (``head_width``) or the
+reduced-resolution hidden layers (``N``) and/or moves the trained qualities to new
+``lambdas``; the new channels start so that the reconstruction is (nearly) unchanged.
 
 Command line::
 
@@ -25,6 +26,7 @@ Command line::
     python -m fastcodec.models.slim IN.pt OUT.pt --skip --data ../shared/data/train
     python -m fastcodec.models.slim IN.pt OUT.pt --M 192 --head-width 192 \\
         --lambdas 0.0018 0.0042 0.0099 0.0235 0.055 0.13
+    python -m fastcodec.models.slim IN.pt OUT.pt --N 96
     python -m fastcodec.models.slim IN.pt OUT.pt --M 128 --data ../shared/data/train
     python -m fastcodec.models.slim IN.pt OUT.pt --revive --data ../shared/data/train
 """
@@ -149,13 +151,48 @@ def _log_gains_at(log_gains: Tensor, lambdas: Sequence[float], at: Sequence[floa
     return torch.stack(rows)
 
 
+#: ``(layer, first channel dim it writes / reads along, channels per hidden channel)``
+#: of the layers that write and read the ``N``-wide hidden activations (see
+#: :mod:`fastcodec.models.transforms`): conv weights are ``[out, in, k, k]``, the synthesis
+#: skips (transposed convs) ``[in, out, 2, 2]``, an upsampling block writes ``scale**2 = 4``
+#: conv channels per pixel-shuffled one.
+_HIDDEN_WRITERS = (("g_a.blocks.1", 0, 1), ("g_a.blocks.2", 0, 1),
+                   ("g_s.blocks.0", 0, 4), ("g_s.blocks.1", 0, 4), ("g_s.blocks.2", 0, 4))
+_HIDDEN_READERS = (("g_a.blocks.2", 1), ("g_a.blocks.3", 1), ("g_a.skips.2", 1),
+                   ("g_a.skips.3", 1), ("g_s.blocks.1", 1), ("g_s.blocks.2", 1),
+                   ("g_s.blocks.3", 1), ("g_s.skips.1", 0), ("g_s.skips.2", 0))
+
+
+def _read_new_hidden_with_zeros(state: dict, old: dict, old_n: int) -> None:
+    """In ``state`` (a wider model's, old weights already copied in): new hidden channels
+    written at the trained filters' scale and read with zero weights."""
+    for name, _, per in _HIDDEN_WRITERS:
+        w = state[f"{name}.weight"]
+        start = old_n * per
+        trained = old[f"{name}.weight"].flatten(1).norm(dim=1).mean()
+        rows = w[start:]
+        w[start:] = rows * (trained / rows.flatten(1).norm(dim=1).mean().clamp_min(1e-12))
+    for name, dim in _HIDDEN_READERS:
+        key = f"{name}.weight"
+        if key in state:  # skips only when the model has them
+            state[key].narrow(dim, old_n, state[key].shape[dim] - old_n).zero_()
+
+
 @torch.no_grad()
 def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] = None,
-          lambdas: Optional[Sequence[float]] = None, seed: int = 0) -> CodecModel:
-    """A copy of ``model`` with a wider latent path and/or new rate-distortion trade-offs.
+          lambdas: Optional[Sequence[float]] = None, seed: int = 0,
+          N: Optional[int] = None) -> CodecModel:
+    """A copy of ``model`` with a wider latent path, wider hidden layers and/or new
+    rate-distortion trade-offs.
 
     Args:
         model: the trained codec (its weights are not changed).
+        N: hidden width of the reduced-resolution layers (None: keep): the outputs of the
+            second and third analysis blocks and of the first three synthesis blocks. New
+            channels are written by fresh filters at the trained filters' scale and read
+            with zero weights (their skip paths: zero, as created), so the function is
+            unchanged and the readers get a gradient from the first step. The full-resolution
+            widths (``first_width``, ``last_width``) and ``head_width`` stay as they are.
         M: latent channels (None: keep). New channels: the head writes them with filters at
             the scale of the trained ones, the first synthesis block reads them with filters
             scaled by 1e-2 (not zero: the new channels need a gradient), their gains start at
@@ -180,17 +217,23 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
     """
     model = model.float().eval()
     cfg = dict(model.config)
+    old_n = model.N
+    n = old_n if N is None else int(N)
     old_m = model.M
     old_head = model.g_a.head.weight.shape[1]
     m = old_m if M is None else int(M)
     head = old_head if head_width is None else int(head_width)
-    if m < old_m or head < old_head:
-        raise ValueError(f"widen only grows: M {old_m} -> {m}, head width {old_head} -> {head}")
+    if m < old_m or head < old_head or n < old_n:
+        raise ValueError(f"widen only grows: M {old_m} -> {m}, head width {old_head} -> {head}, "
+                         f"N {old_n} -> {n}")
     old_lambdas = [float(v) for v in model.config["lambdas"]]
     new_lambdas = old_lambdas if lambdas is None else [float(v) for v in lambdas]
     if len(new_lambdas) != len(old_lambdas):
         raise ValueError(f"expected {len(old_lambdas)} lambdas, got {len(new_lambdas)}")
-    cfg.update(M=m, head_width=head, lambdas=new_lambdas)
+    # widths that default to N's are pinned, so a wider N widens only the hidden layers
+    cfg.update(M=m, head_width=head, lambdas=new_lambdas, N=n,
+               first_width=model.g_a.blocks[0].weight.shape[0],
+               last_width=model.g_s.out.weight.shape[1])
     torch.manual_seed(seed)
     new = CodecModel.from_config(cfg)
     fresh = new.state_dict()
@@ -213,6 +256,8 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
             g[:, old_m:] = old[name].mean(1, keepdim=True)
     if head > old_head:  # the head reads new block channels with zero weights
         state["g_a.head.weight"][:, old_head:] = 0.0  # (their skip filters: zero, as created)
+    if n > old_n:
+        _read_new_hidden_with_zeros(state, old, old_n)
     if new_lambdas != old_lambdas:
         for name, sign in (("log_gain", 1.0), ("log_inv_gain", -1.0)):
             state[name] = _log_gains_at(state[name], old_lambdas, new_lambdas, sign)
@@ -368,6 +413,8 @@ def main(argv=None) -> int:
                         "(needs --data)")
     p.add_argument("--head-width", type=int, default=None,
                    help="widen: output width of the fourth analysis block")
+    p.add_argument("--N", type=int, default=None,
+                   help="widen: hidden width of the reduced-resolution layers")
     p.add_argument("--lambdas", type=float, nargs="+", default=None,
                    help="new trade-offs of the trained qualities (gains: the trained ones "
                         "interpolated; sqrt(new/old) past the ends)")
@@ -400,8 +447,9 @@ def main(argv=None) -> int:
             p.error("--data is needed to narrow the latent")
         new = narrow_latent(new, _samples(args.data, args.samples, args.crop, args.seed), args.M)
         grow_m = None
-    if grow_m is not None or args.head_width is not None or args.lambdas is not None:
-        new = widen(new, grow_m, args.head_width, args.lambdas, seed=args.seed)
+    if (grow_m is not None or args.head_width is not None or args.lambdas is not None
+            or args.N is not None):
+        new = widen(new, grow_m, args.head_width, args.lambdas, seed=args.seed, N=args.N)
     revived = []
     if args.revive:
         if args.data is None:
@@ -416,7 +464,8 @@ def main(argv=None) -> int:
     change = ", ".join(f"{k} {v}" for k, v in (("first_width", args.first_width),
                                                  ("last_width", args.last_width),
                                                  ("skip", args.skip or None),
-                                                 ("M", args.M), ("head_width", args.head_width),
+                                                 ("M", args.M), ("N", args.N),
+                                                 ("head_width", args.head_width),
                                                  ("lambdas", args.lambdas),
                                                  ("revived", len(revived) or None))
                        if v is not None)
@@ -437,7 +486,7 @@ def main(argv=None) -> int:
     before = sum(p.numel() for p in model.parameters())
     after = sum(p.numel() for p in new.parameters())
     cfg = new.config
-    print(f"wrote {args.out}: {before:,} -> {after:,} parameters (M {cfg['M']}, first width "
+    print(f"wrote {args.out}: {before:,} -> {after:,} parameters (N {cfg['N']}, M {cfg['M']}, first width "
           f"{cfg['first_width']}, head width {cfg['head_width']}, last width "
           f"{cfg['last_width']}, skip {cfg['skip']}, lambdas {cfg['lambdas']})"
           + (f"; revived {len(revived)} dead latent channels" if args.revive else ""))
