@@ -24,6 +24,7 @@ damaged or foreign data.
 from __future__ import annotations
 
 import os
+import time
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -82,9 +83,13 @@ def _merge_stats(op: str, parts) -> dict:
     images = sum(p.images for p in parts)
     mp = sum(p.megapixels for p in parts)
     sec = sum(p.seconds for p in parts)
+    return _stats(op, images, mp, sec)
+
+
+def _stats(op: str, images: int, mp: float, sec: float, **extra) -> dict:
     return {"op": op, "images": images, "megapixels": mp, "seconds": sec,
             "mp_per_s": mp / sec if sec > 0 else 0.0,
-            "images_per_s": images / sec if sec > 0 else 0.0}
+            "images_per_s": images / sec if sec > 0 else 0.0, **extra}
 
 
 class Codec:
@@ -100,7 +105,8 @@ class Codec:
             (CUDA): autocast for the transforms; the entropy coding stays bit-exact.
 
     ``last_stats``: dict of the last call (op, images, megapixels, seconds, mp_per_s,
-    images_per_s).
+    images_per_s). With rate control, images and megapixels are the caller's, seconds the
+    whole search, and ``trial_encodes`` / ``trial_decodes`` count the images coded on the way.
     """
 
     def __init__(self, quality: float = 4.0, device=None, *, model: str = DEFAULT_MODEL,
@@ -162,6 +168,7 @@ class Codec:
             layouts.append(layout)
         eng = self._engine(self.model_id)
         parts = []
+        decodes = []
 
         def encode(indices, q):
             coded = eng.encode([rgbs[i] for i in indices], q)
@@ -177,6 +184,7 @@ class Codec:
         if target_bpp is None and target_psnr is None:
             blobs = encode(range(len(rgbs)), q)
             self.last_choices = None
+            self.last_stats = _merge_stats("compress", parts)
         else:
             from fastcodec import rate_control
             from fastcodec.metrics import psnr
@@ -187,7 +195,9 @@ class Codec:
             else:
                 def measure(i, blob):
                     (_, decoded), = eng.decode([blob])
+                    decodes.append(eng.last_stats)
                     return psnr(rgbs[i], decoded)
+            start = time.perf_counter()
             choices = rate_control.search(
                 len(rgbs), eng.shipped.qualities, encode, measure,
                 target_bpp if target_bpp is not None else target_psnr,
@@ -195,7 +205,10 @@ class Codec:
             blobs = [c.blob for c in choices]
             self.last_choices = [{"quality": c.quality, "value": c.value, "met": c.met}
                                  for c in choices]
-        self.last_stats = _merge_stats("compress", parts)
+            self.last_stats = _stats(
+                "compress", len(rgbs), sum(r.shape[0] * r.shape[1] for r in rgbs) / 1e6,
+                time.perf_counter() - start, trial_encodes=sum(p.images for p in parts),
+                trial_decodes=sum(p.images for p in decodes))
         return blobs
 
     def decompress(self, blobs, *, output: str = "numpy",

@@ -24,7 +24,7 @@ never re-evaluates the density network, so a stream decodes identically on every
 ``weights_hash`` is the first 8 bytes of the SHA-256 of the file bytes; the ``.fcc`` container
 records it so a stream is only ever decoded with the exact weights that made it.
 
-Command line: ``python -m fastcodec.zoo export CKPT [-o OUT] [--model-id ID]`` and
+Command line: ``python -m fastcodec.zoo export CKPT --model-id ID [-o OUT] [--force]`` and
 ``python -m fastcodec.zoo list``.
 """
 
@@ -154,17 +154,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MODEL) -> Path:
+def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MODEL,
+                      overwrite: bool = False) -> Path:
     """Writes the shipped weights of a *training* checkpoint (our own format, see
     :mod:`fastcodec.train`) to ``out_path`` (default: the package's ``weights/<model_id>.pt``),
     atomically. Keeps the model config and weights (fp32, no optimizer state; the moving average
     of the weights when the checkpoint has one), refits the prior's quantiles exactly
     (:meth:`~fastcodec.entropy.FactorizedPrior.fit_quantiles`) and adds the integer tables of
-    every grid quality. Returns the path written."""
+    every grid quality. Returns the path written.
+
+    An existing file is replaced only with ``overwrite=True``: files coded with a model record
+    the hash of its weights, so replacing shipped weights makes every such file undecodable
+    (new weights get a new model id)."""
     _check_model_id(model_id)
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint_path}")
+    out = Path(out_path) if out_path is not None else Path(str(_weights_dir())) / f"{model_id}.pt"
+    if out.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} exists: files coded with those weights would no longer decode; export "
+            f"under a new model id (or another -o), or overwrite it on purpose (--force)")
 
     import torch
 
@@ -237,7 +247,6 @@ def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MO
     torch.save(payload, buf)
     # the file must load the way users load it: fail here rather than ship an unreadable one
     torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=True)
-    out = Path(out_path) if out_path is not None else Path(str(_weights_dir())) / f"{model_id}.pt"
     _atomic_write(out, buf.getvalue())
     return out
 
@@ -415,12 +424,17 @@ def main(argv=None) -> int:
     e.add_argument("checkpoint", help="training checkpoint (e.g. training/codec-v1/latest.pt)")
     e.add_argument("-o", "--out", default=None,
                    help="output file (default: the package's weights/<model-id>.pt)")
-    e.add_argument("--model-id", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    e.add_argument("--model-id", required=True,
+                   help="id of the new weights (a new one for new weights: files record the id "
+                        "and the weights' hash, e.g. fcf64-v6)")
+    e.add_argument("--force", action="store_true",
+                   help="replace an existing weights file (files coded with it stop decoding)")
     sub.add_parser("list", help="list the installed models")
     args = p.parse_args(argv)
     if args.cmd == "export":
         try:
-            out = export_checkpoint(args.checkpoint, args.out, args.model_id)
+            out = export_checkpoint(args.checkpoint, args.out, args.model_id,
+                                    overwrite=args.force)
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

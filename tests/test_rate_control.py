@@ -93,9 +93,14 @@ def test_target_bpp_through_the_codec(codec, image):
     q = info(blob)["quality"]
     bpp = 8 * len(blob) / image[..., 0].size
     assert choice["met"] and bpp <= target and choice["quality"] == q
+    stats = codec.last_stats  # the caller's one image; the search's trials counted apart
+    assert stats["images"] == 1 and stats["megapixels"] == pytest.approx(image[..., 0].size / 1e6)
+    assert 4 <= stats["trial_encodes"] <= 5 and stats["trial_decodes"] == 0  # 21 levels
+    assert stats["seconds"] > 0 and stats["mp_per_s"] > 0
     if q < 6.0:  # the next grid quality up would overshoot
         (up,) = codec.compress(image, quality=q + 0.25)
         assert 8 * len(up) / image[..., 0].size > target
+    assert "trial_encodes" not in codec.last_stats and codec.last_stats["images"] == 1
 
 
 def test_target_psnr_through_the_codec(codec, image):
@@ -104,6 +109,8 @@ def test_target_psnr_through_the_codec(codec, image):
 
     (blob,) = codec.compress(image, target_psnr=10.0)  # any quality reaches 10 dB
     assert info(blob)["quality"] == 1.0 and codec.last_choices[0]["met"]
+    stats = codec.last_stats
+    assert stats["images"] == 1 and stats["trial_encodes"] == stats["trial_decodes"] >= 4
     (blob,) = codec.compress(image, target_psnr=99.0)  # none does: best effort, flagged
     (choice,) = codec.last_choices
     assert not choice["met"] and info(blob)["quality"] == 6.0

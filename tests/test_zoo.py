@@ -243,7 +243,15 @@ def test_export_cli(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "model tiny-2" in printed and "step 7" in printed
     assert zoo.load_file(out).model_id == "tiny-2"
-    assert zoo.main(["export", str(tmp_path / "missing.pt"), "-o", str(out)]) == 1
+    # shipped weights are never replaced by accident: files record their hash
+    before = out.read_bytes()
+    assert zoo.main(args) == 1
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert zoo.main(args + ["--force"]) == 0
+    with pytest.raises(SystemExit):  # the id is never implied
+        zoo.main(["export", str(tmp_path / "ck.pt"), "-o", str(tmp_path / "other.pt")])
+    assert zoo.main(["export", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "m.pt"),
+                     "--model-id", "m"]) == 1
     assert "error: no checkpoint" in capsys.readouterr().err
     assert zoo.main(["list"]) == 0
     assert zoo.DEFAULT_MODEL in capsys.readouterr().out
