@@ -16,7 +16,7 @@ Rules shared by ``compress`` and ``decompress``:
   (``--skip-existing`` skips it instead). Every output is written to a temporary file in its
   folder, fsync'ed and renamed into place, so an interrupted run leaves only complete outputs; run
   the same command again with ``--skip-existing`` to finish it. (Ctrl-C and SIGTERM remove the
-  temporary files; only a hard kill can leave a hidden ``.NAME.*.fctmp`` behind.)
+  temporary files; only a hard kill can leave a hidden ``.NAME.*.fcctmp`` behind.)
 * Without ``--keep-going`` the run stops at the first failure (outputs already written stay
   valid); with it, each failure is reported on one line and the other files go on.
 * Exit status: 0 when every file succeeded (or was skipped), 1 when any failed, 2 for usage
@@ -57,7 +57,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 OUTPUT_FORMATS = {"png": ("PNG", ".png"), "bmp": ("BMP", ".bmp"), "tiff": ("TIFF", ".tiff"),
                   "ppm": ("PPM", ".ppm")}
 FCC_SUFFIX = ".fcc"
-TMP_SUFFIX = ".fctmp"  # temporary outputs: hidden ``.<name>.<random>.fctmp`` next to the output
+TMP_SUFFIX = ".fcctmp"  # hidden ``.<name>.<random>.fcctmp`` next to the output (storage.py: same)
 
 
 class UsageError(Exception):
@@ -178,7 +178,8 @@ def plan_jobs(inputs: Sequence[str], out_dir: Path, *, wanted: Callable[[Path], 
 
     Files found in folders are kept when ``wanted(path)``; the output of an input with relative
     path ``rel`` (its name, for a file named directly) is ``out_dir / out_name(rel)``. Raises
-    :class:`UsageError` for missing inputs and for two inputs with the same output.
+    :class:`UsageError` for missing inputs, for two inputs with the same output and when the
+    inputs hold no file at all (an empty folder among others is only a warning).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -206,6 +207,8 @@ def plan_jobs(inputs: Sequence[str], out_dir: Path, *, wanted: Callable[[Path], 
                                  "(rename one, or use separate output folders)")
             owner[key] = real_src
             jobs.append(Job(src=src, dst=dst))
+    if not jobs:
+        raise UsageError(f"no input files found in {', '.join(map(str, inputs))}")
     return jobs
 
 
@@ -746,9 +749,14 @@ def _quality(text: str) -> float:
     from fastcodec.zoo import snap_quality
 
     try:
-        return snap_quality(float(text))
+        value = float(text)
+        snapped = snap_quality(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if abs(snapped - value) > 1e-9:
+        print(f"fastcodec: note: quality {text} is not on the 0.25 grid; using {snapped:g}",
+              file=sys.stderr)
+    return snapped
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,7 +135,8 @@ def _transform_dtype(value, device: torch.device):
         raise ValueError(f"transform_dtype must be float16, bfloat16 or None, got {value!r}")
     if device.type != "cuda" and value != torch.bfloat16:
         raise ValueError("transform_dtype float16 needs a CUDA device; on "
-                         f"{device} use bfloat16 (fast on CPUs with AMX/AVX512-BF16) or None")
+                         f"{device} use bfloat16 (fast on CPUs with AMX/AVX512-BF16) or float32 "
+                         "(the default)")
     return value
 
 

@@ -356,7 +356,7 @@ def load_file(path, device="cpu", model_id: Optional[str] = None) -> ShippedMode
     file_id = obj["model_id"]
     if model_id is not None and model_id != file_id:
         raise ValueError(f"{path} holds model {file_id!r}, expected {model_id!r}")
-    dev = torch.device(device)
+    dev = _torch_device(device)
     model = CodecModel.from_config(obj["model_config"])
     model.load_state_dict(obj["state_dict"])
     model.to(dev).eval()  # eval before installing: train() clears the table cache
@@ -381,6 +381,23 @@ def load_file(path, device="cpu", model_id: Optional[str] = None) -> ShippedMode
     )
 
 
+def _torch_device(device):
+    """``torch.device(device)``; ValueError for a malformed one and for CUDA where this torch
+    has none (rather than torch's assertion deep inside ``.to()``)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"not a torch device: {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = ("this PyTorch build has no CUDA" if torch.version.cuda is None
+               else "no CUDA device is visible")
+        raise ValueError(f"device {str(dev)!r} is not available: {why} (torch "
+                         f"{torch.__version__}); run on the CPU instead")
+    return dev
+
+
 _cache: Dict[Tuple[str, str], ShippedModel] = {}
 _cache_lock = threading.Lock()
 
@@ -388,7 +405,7 @@ _cache_lock = threading.Lock()
 def _device_key(device) -> str:
     import torch
 
-    dev = torch.device(device)
+    dev = _torch_device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     return str(dev)

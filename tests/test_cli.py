@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fastcodec import cli
@@ -441,3 +442,32 @@ def test_bfloat16_transforms_round_trip_and_float16_needs_cuda(photos, tmp_path,
     rc, _, err = run(capsys, "compress", photos, "-o", tmp_path / "x", "--dtype", "float16",
                      "--device", "cpu")
     assert rc == 2 and "float16 needs a CUDA device" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_an_unavailable_or_malformed_device_is_a_usage_error(photos, tmp_path, capsys):
+    rc, _, err = run(capsys, "compress", photos, "-o", tmp_path / "x", "--device", "cuda")
+    assert rc == 2 and "device 'cuda' is not available" in err and "Traceback" not in err
+    rc, _, err = run(capsys, "compress", photos, "-o", tmp_path / "x", "--device", "gpu0")
+    assert rc == 2 and "not a torch device: 'gpu0'" in err
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_inputs_without_any_image_are_a_usage_error(photos, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in ("compress", "decompress"):
+        rc, _, err = run(capsys, command, empty, "-o", tmp_path / command)
+        assert rc == 2 and f"no input files found in {empty}" in err
+    # an empty folder next to real inputs: a warning, and the others are coded
+    rc, _, err = run(capsys, "compress", empty, photos, "-o", tmp_path / "out")
+    assert rc == 0 and "warning: no input files found" in err
+    assert len(list((tmp_path / "out").rglob("*.fcc"))) == 4
+
+
+def test_a_quality_off_the_grid_is_snapped_with_a_note(photos, tmp_path, capsys):
+    rc, _, err = run(capsys, "compress", photos / "a.png", "-o", tmp_path / "o", "-q", "4.1")
+    assert rc == 0 and "quality 4.1 is not on the 0.25 grid; using 4" in err
+    assert unpack((tmp_path / "o" / "a.fcc").read_bytes())[0].quality == 4.0
+    rc, _, err = run(capsys, "compress", photos / "a.png", "-o", tmp_path / "p", "-q", "4.25")
+    assert rc == 0 and "grid" not in err
