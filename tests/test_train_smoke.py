@@ -105,7 +105,11 @@ def test_cli_forwards_train(tmp_path, tiny_images, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--help"])
     assert exc.value.code == 0
-    assert "--ckpt-every-minutes" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--ckpt-every-minutes" in text
+    # defaults are shown (0 included), options that explain theirs are not repeated
+    assert "--batch-size BATCH_SIZE crops per step (per rank) (default: 8)" in text
+    assert "(default: 0)" in text and "(default: None)" not in text
     assert main(["train", *(_args_list(tiny_images, tmp_path / "cli"))]) == 0
     assert T.load_checkpoint(tmp_path / "cli" / "latest.pt")["step"] == 3
 
