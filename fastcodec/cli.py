@@ -443,8 +443,8 @@ def _compress(args: argparse.Namespace) -> int:
                      out_name=lambda rel: rel.with_suffix(FCC_SUFFIX))
     def setup():
         return _make_codec(quality=args.quality, device=args.device, threads=args.jobs,
-                           batch_size=args.batch_size,
-                           transform_dtype=args.dtype).compress
+                           batch_size=args.batch_size, transform_dtype=args.dtype,
+                           model=args.model).compress
 
     def load(job: Job) -> np.ndarray:
         job.input_bytes = job.src.stat().st_size
@@ -457,7 +457,7 @@ def _compress(args: argparse.Namespace) -> int:
         return blob
 
     return _run_jobs(args, jobs, "compress", load=load, setup=setup, render=render,
-                     extra={"quality": args.quality})
+                     extra={"quality": args.quality, "model": args.model})
 
 
 def _decompress(args: argparse.Namespace) -> int:
@@ -656,7 +656,8 @@ def _demo(args: argparse.Namespace) -> int:
             images[p] = read_image(p, convert=True)[0]
         except (OSError, ValueError, TypeError) as exc:
             raise UsageError(f"cannot read {p}: {_describe(exc)}") from exc
-    codecs = {q: _make_codec(quality=q, device=args.device) for q in qualities}
+    codecs = {q: _make_codec(quality=q, device=args.device, model=args.model)
+              for q in qualities}
     warm = np.zeros((32, 32, 3), np.uint8)  # loads weights and tables, warms the kernels
     codecs[qualities[0]].decompress(codecs[qualities[0]].compress(warm))
 
@@ -737,6 +738,14 @@ def _add_run_options(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
                    help="print one JSON document (files and totals) instead of the table")
 
 
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    from fastcodec.zoo import DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="ID",
+                   help="installed model to code with (`python -m fastcodec.zoo list`; "
+                        "default: %(default)s); decompress finds it in each file")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -775,6 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-q", "--quality", type=_quality, default=4.0,
                       help="1 (smallest) to 6 (best), steps of 0.25 (default: %(default)s)")
     _add_run_options(comp)
+    _add_model_option(comp)
     comp.add_argument("--convert", action="store_true",
                       help="convert RGBA (alpha dropped), 16-bit, palette and other modes "
                            "instead of failing on them")
@@ -811,6 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quality", nargs="+", default=[2.0, 4.0, 6.0],
                       type=_quality, metavar="Q", help="qualities, 1 to 6 (default: 2 4 6)")
     demo.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    _add_model_option(demo)
     demo.set_defaults(run=_demo)
 
     from fastcodec import bench  # options, help and run() live there (stdlib-only import)

@@ -871,8 +871,8 @@ def _cli_existing(args) -> str:
 def run_cli(args) -> int:
     """``fastcodec compress --ray [ADDRESS]``: the parsed compress Namespace (``inputs``, ``out``,
     ``quality``, ``device``, ``batch_size``, ``force``, ``skip_existing``, ``keep_going``,
-    ``json``, ``ray``; optional ``convert``, ``workers``, ``gpus_per_worker``) run through
-    :func:`compress_dataset`, with the command line's rules: existing outputs are an error unless
+    ``json``, ``ray``; optional ``model``, ``convert``, ``workers``, ``gpus_per_worker``) run
+    through :func:`compress_dataset`, with the command line's rules: existing outputs are an error unless
     ``--force`` (recode) or ``--skip-existing`` (keep the valid ones); without ``--keep-going``
     the run stops after the first batch with a failure. The manifest goes to
     ``OUT/_manifest.parquet``. Returns 0 when every image was coded or skipped, 1 when any
@@ -896,6 +896,7 @@ def run_cli(args) -> int:
         summary = compress_dataset(
             inputs if len(inputs) > 1 else inputs[0], out,
             quality=4.0 if getattr(args, "quality", None) is None else args.quality,
+            model=getattr(args, "model", None),
             device=getattr(args, "device", None),
             batch_size=getattr(args, "batch_size", None) or 8,
             transform_dtype=getattr(args, "dtype", None),

@@ -20,7 +20,7 @@ from PIL import Image
 from fastcodec import cli
 from fastcodec.container import pack, unpack
 from fastcodec.progress import Progress, format_table
-from fastcodec.zoo import DEFAULT_MODEL, load_model
+from fastcodec.zoo import DEFAULT_MODEL, available_models, load_model
 
 
 def _image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -471,3 +471,17 @@ def test_a_quality_off_the_grid_is_snapped_with_a_note(photos, tmp_path, capsys)
     assert unpack((tmp_path / "o" / "a.fcc").read_bytes())[0].quality == 4.0
     rc, _, err = run(capsys, "compress", photos / "a.png", "-o", tmp_path / "p", "-q", "4.25")
     assert rc == 0 and "grid" not in err
+
+
+def test_compress_and_demo_code_with_the_model_asked_for(photos, tmp_path, capsys):
+    other = next(m for m in reversed(available_models()) if m != DEFAULT_MODEL)
+    rc, out, _ = run(capsys, "compress", photos / "a.png", "-o", tmp_path / "o", "--model",
+                     other, "--json")
+    assert rc == 0 and json.loads(out)["model"] == other
+    assert unpack((tmp_path / "o" / "a.fcc").read_bytes())[0].model_id == other
+    assert run(capsys, "decompress", tmp_path / "o", "-o", tmp_path / "d")[0] == 0
+    rc, out, _ = run(capsys, "demo", photos / "a.png", "-o", tmp_path / "demo", "-q", "3",
+                     "--model", other)
+    assert rc == 0 and f"model {other}" in out
+    rc, _, err = run(capsys, "compress", photos / "a.png", "-o", tmp_path / "x", "--model", "nope")
+    assert rc == 2 and "unknown model 'nope'" in err
