@@ -4,12 +4,12 @@
 #   bash training/gpu_train.sh OUTDIR            # on the device: bash training/gpu_train.sh "$OUT"
 #
 # Installs fastcodec (editable, no CUDA C++ build: training uses the Triton kernels), resumes from
-# RESUME (default: training/codec-v5/latest.pt, the committed checkpoint), trains until BUDGET_S
+# RESUME (default: training/codec-v6/latest.pt, the committed checkpoint), trains until BUDGET_S
 # seconds after the start (default 540) and stops with SIGINT, which makes the trainer write
 # OUTDIR/latest.pt (model, EMA, optimizers, RNG; resumable anywhere, CPU included). OUTDIR also
 # gets log.jsonl, train.log and status.txt. Back on the development machine:
-#   cp OUTDIR/latest.pt training/codec-v5/latest.pt; cat OUTDIR/log.jsonl >> training/codec-v5/log.jsonl
-#   python -m fastcodec.zoo export training/codec-v5/latest.pt --model-id fcf64-v5  # -> fastcodec/weights/fcf64-v5.pt (a new id)
+#   cp OUTDIR/latest.pt training/codec-v6/latest.pt; cat OUTDIR/log.jsonl >> training/codec-v6/log.jsonl
+#   python -m fastcodec.zoo export training/codec-v6/latest.pt --model-id fcf96-v7  # a new id: -> fastcodec/weights/fcf96-v7.pt
 #
 # Environment: PYTHON (python3), BUDGET_S (540), RESUME, DATA (../shared/data/train, else
 # shared/data/train), VAL (same with val/), and TRAIN_ARGS for more `fastcodec train` options.
@@ -39,7 +39,7 @@ pick() {  # first existing folder among the arguments
 }
 DATA=${DATA:-$(pick ../shared/data/train shared/data/train)}
 VAL=${VAL:-$(pick ../shared/data/val shared/data/val)}
-RESUME=${RESUME:-training/codec-v5/latest.pt}
+RESUME=${RESUME:-training/codec-v6/latest.pt}
 [ -d "$DATA" ] || { note "no training images at $DATA (set DATA)"; exit 2; }
 resume_args=(--resume "$RESUME")
 if [ "$RESUME" = none ]; then
