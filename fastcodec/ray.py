@@ -872,9 +872,9 @@ def run_cli(args) -> int:
     """``fastcodec compress --ray [ADDRESS]``: the parsed compress Namespace (``inputs``, ``out``,
     ``quality``, ``device``, ``batch_size``, ``force``, ``skip_existing``, ``keep_going``,
     ``json``, ``ray``; optional ``model``, ``convert``, ``workers``, ``gpus_per_worker``) run
-    through :func:`compress_dataset`, with the command line's rules: existing outputs are an error unless
-    ``--force`` (recode) or ``--skip-existing`` (keep the valid ones); without ``--keep-going``
-    the run stops after the first batch with a failure. The manifest goes to
+    through :func:`compress_dataset`, with the command line's rules: existing outputs are an
+    error unless ``--force`` (recode) or ``--skip-existing`` (keep the valid ones); without
+    ``--keep-going`` the run stops after the first batch with a failure. The manifest goes to
     ``OUT/_manifest.parquet``. Returns 0 when every image was coded or skipped, 1 when any
     failed, 2 for usage errors, 130 when interrupted."""
     inputs = list(getattr(args, "inputs", None) or [])

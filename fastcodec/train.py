@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint when this much time passed since the last one")
     p.add_argument("--keep-every", type=int, default=50_000,
                    help="keep a step_XXXXXXXX.pt snapshot every N steps (0 = never)")
-    p.add_argument("--max-images", type=int, default=0, help="use at most N training images (0 = all)")
+    p.add_argument("--max-images", type=int, default=0,
+                   help="use at most N training images (0 = all)")
     p.add_argument("--revive-hold", type=int, default=None,
                    help="steps during which the rate sends no gradient into the latent channels "
                         "a checkpoint from 'python -m fastcodec.models.slim --revive' marks "

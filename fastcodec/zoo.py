@@ -443,7 +443,7 @@ def main(argv=None) -> int:
                    help="output file (default: the package's weights/<model-id>.pt)")
     e.add_argument("--model-id", required=True,
                    help="id of the new weights (a new one for new weights: files record the id "
-                        "and the weights' hash, e.g. fcf64-v6)")
+                        "and the weights' hash, e.g. fcf96-v7)")
     e.add_argument("--force", action="store_true",
                    help="replace an existing weights file (files coded with it stop decoding)")
     sub.add_parser("list", help="list the installed models")

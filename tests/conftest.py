@@ -1,5 +1,6 @@
 """Shared test helpers: reference code lengths and random-table strategies for the range-coder
-tests, the one-torch-thread fixture and tiny synthetic training images.
+tests, the one-torch-thread fixture, tiny synthetic training images and the loader of the
+``training/`` scripts.
 
 Test modules import these with ``from _fastcodec_test_helpers import ...``: this conftest registers
 itself under that name, because the bare name ``conftest`` is ambiguous when pytest also loads
@@ -220,6 +221,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def training_script(name: str):
+    """``training/<name>.py`` of the checkout, imported as a module (the scripts there are not
+    part of the package); the test is skipped when the tree has no such file."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "training" / f"{name}.py"
+    if not path.is_file():  # an installed package without the checkout's training/
+        pytest.skip(f"training/{name}.py is not in this tree")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # Importable by the test modules whatever name pytest gave this module (see the docstring).

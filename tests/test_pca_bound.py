@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "training" / "pca_bound.py"
+from _fastcodec_test_helpers import training_script
 
 
 @pytest.fixture(scope="module")
 def pca_bound():
-    if not _SCRIPT.is_file():  # an installed package without the checkout's training/
-        pytest.skip("training/pca_bound.py is not in this tree")
-    spec = importlib.util.spec_from_file_location("pca_bound", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return training_script("pca_bound")
 
 
 def _smooth_image(rng, h, w):

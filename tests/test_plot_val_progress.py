@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "training" / "plot_val_progress.py"
+from _fastcodec_test_helpers import training_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    if not _SCRIPT.is_file():  # an installed package without the checkout's training/
-        pytest.skip("training/plot_val_progress.py is not in this tree")
-    spec = importlib.util.spec_from_file_location("plot_val_progress", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return training_script("plot_val_progress")
 
 
 BPP = [0.12, 0.28, 0.5, 0.77, 1.06, 1.37]

@@ -151,27 +151,32 @@ def _log_gains_at(log_gains: Tensor, lambdas: Sequence[float], at: Sequence[floa
     return torch.stack(rows)
 
 
-#: ``(layer, first channel dim it writes / reads along, channels per hidden channel)``
-#: of the layers that write and read the ``N``-wide hidden activations (see
-#: :mod:`fastcodec.models.transforms`): conv weights are ``[out, in, k, k]``, the synthesis
-#: skips (transposed convs) ``[in, out, 2, 2]``, an upsampling block writes ``scale**2 = 4``
-#: conv channels per pixel-shuffled one.
-_HIDDEN_WRITERS = (("g_a.blocks.1", 0, 1), ("g_a.blocks.2", 0, 1),
-                   ("g_s.blocks.0", 0, 4), ("g_s.blocks.1", 0, 4), ("g_s.blocks.2", 0, 4))
+#: The layers that write the ``N``-wide hidden activations (see
+#: :mod:`fastcodec.models.transforms`), with their output channels per hidden channel (an
+#: upsampling block writes ``scale**2 = 4`` conv channels per pixel-shuffled one), and the
+#: layers that read them, with the weight dim holding their input channels (conv weights are
+#: ``[out, in, k, k]``, the synthesis skips, transposed convs, ``[in, out, 2, 2]``).
+_HIDDEN_WRITERS = (("g_a.blocks.1", 1), ("g_a.blocks.2", 1),
+                   ("g_s.blocks.0", 4), ("g_s.blocks.1", 4), ("g_s.blocks.2", 4))
 _HIDDEN_READERS = (("g_a.blocks.2", 1), ("g_a.blocks.3", 1), ("g_a.skips.2", 1),
                    ("g_a.skips.3", 1), ("g_s.blocks.1", 1), ("g_s.blocks.2", 1),
                    ("g_s.blocks.3", 1), ("g_s.skips.1", 0), ("g_s.skips.2", 0))
 
 
+def _rescale_new_rows(w: Tensor, trained: Tensor) -> None:
+    """Scales the rows (output channels) of ``w`` past ``trained``'s so that their mean norm
+    is that of ``trained``'s rows (fresh filters at the trained filters' scale), in place."""
+    start = trained.shape[0]
+    rows = w[start:]
+    target = trained.flatten(1).norm(dim=1).mean()
+    w[start:] = rows * (target / rows.flatten(1).norm(dim=1).mean().clamp_min(1e-12))
+
+
 def _read_new_hidden_with_zeros(state: dict, old: dict, old_n: int) -> None:
     """In ``state`` (a wider model's, old weights already copied in): new hidden channels
     written at the trained filters' scale and read with zero weights."""
-    for name, _, per in _HIDDEN_WRITERS:
-        w = state[f"{name}.weight"]
-        start = old_n * per
-        trained = old[f"{name}.weight"].flatten(1).norm(dim=1).mean()
-        rows = w[start:]
-        w[start:] = rows * (trained / rows.flatten(1).norm(dim=1).mean().clamp_min(1e-12))
+    for name, _ in _HIDDEN_WRITERS:
+        _rescale_new_rows(state[f"{name}.weight"], old[f"{name}.weight"])
     for name, dim in _HIDDEN_READERS:
         key = f"{name}.weight"
         if key in state:  # skips only when the model has them
@@ -246,10 +251,7 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
         else:
             state[key] = src.clone() if src.shape == value.shape else _grow(src, value)
     if m > old_m:  # head rows writing new channels: at the trained rows' scale
-        w = state["g_a.head.weight"]
-        trained = old["g_a.head.weight"].flatten(1).norm(dim=1).mean()
-        rows = w[old_m:]
-        w[old_m:] = rows * (trained / rows.flatten(1).norm(dim=1).mean().clamp_min(1e-12))
+        _rescale_new_rows(state["g_a.head.weight"], old["g_a.head.weight"])
         state["g_s.blocks.0.weight"][:, old_m:] *= 1e-2  # (new skip rows: zero, as created)
         for name in ("log_gain", "log_inv_gain"):
             g = state[name]
@@ -486,8 +488,8 @@ def main(argv=None) -> int:
     before = sum(p.numel() for p in model.parameters())
     after = sum(p.numel() for p in new.parameters())
     cfg = new.config
-    print(f"wrote {args.out}: {before:,} -> {after:,} parameters (N {cfg['N']}, M {cfg['M']}, first width "
-          f"{cfg['first_width']}, head width {cfg['head_width']}, last width "
+    print(f"wrote {args.out}: {before:,} -> {after:,} parameters (N {cfg['N']}, M {cfg['M']}, "
+          f"first width {cfg['first_width']}, head width {cfg['head_width']}, last width "
           f"{cfg['last_width']}, skip {cfg['skip']}, lambdas {cfg['lambdas']})"
           + (f"; revived {len(revived)} dead latent channels" if args.revive else ""))
     return 0
