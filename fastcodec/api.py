@@ -31,7 +31,8 @@ import numpy as np
 
 from fastcodec.container import DEFAULT_MAX_PIXELS, FormatError, pack, read_header
 from fastcodec.images import from_rgb_uint8, to_rgb_uint8
-from fastcodec.zoo import DEFAULT_MODEL, available_models, load_model, snap_quality
+from fastcodec.zoo import (DEFAULT_MODEL, WEIGHTS_PATH_ENV, available_models, load_model,
+                           snap_quality)
 
 __all__ = ["Codec", "compress", "decompress", "default_device", "info"]
 
@@ -229,7 +230,9 @@ class Codec:
         for model_id in groups:
             if model_id not in installed:
                 raise FormatError(f"stream was coded with model {model_id!r}, which is not "
-                                  f"installed (installed: {', '.join(installed) or 'none'})")
+                                  f"installed (installed: {', '.join(installed) or 'none'}); "
+                                  f"put its weights file {model_id}.pt in a folder on "
+                                  f"${WEIGHTS_PATH_ENV}")
         out: list = [None] * len(blobs)
         parts = []
         for model_id, idx in groups.items():

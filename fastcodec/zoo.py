@@ -21,6 +21,10 @@ levels); the model's quality index is ``q - 1``. The integer tables of every gri
 computed once, at export, and installed at load with ``CodecModel.load_tables_state``: coding
 never re-evaluates the density network, so a stream decodes identically on every machine.
 
+Weights are looked up in the package's ``weights/`` folder first, then in the folders listed in
+``$FASTCODEC_WEIGHTS_PATH`` (separated by ``os.pathsep``): put your own exported models, or
+retired ones that old files need, there instead of into the installed package.
+
 ``weights_hash`` is the first 8 bytes of the SHA-256 of the file bytes; the ``.fcc`` container
 records it so a stream is only ever decoded with the exact weights that made it.
 
@@ -48,6 +52,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_MODEL",
+    "WEIGHTS_PATH_ENV",
     "FORMAT_VERSION",
     "MAX_QUALITY",
     "MIN_QUALITY",
@@ -63,6 +68,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "fcf64-v5"
+WEIGHTS_PATH_ENV = "FASTCODEC_WEIGHTS_PATH"
 FORMAT = "fastcodec-weights"
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)  # 1: the tables' rows padded to one width (7x the bytes)
@@ -111,28 +117,45 @@ def _check_model_id(model_id) -> str:
     return model_id
 
 
-def _weights_dir():
-    return resources.files("fastcodec") / "weights"
+def _weights_dir() -> Path:
+    return Path(str(resources.files("fastcodec") / "weights"))
+
+
+def _weights_dirs() -> List[Path]:
+    """The package's weights folder, then those of ``$FASTCODEC_WEIGHTS_PATH`` in order."""
+    extra = os.environ.get(WEIGHTS_PATH_ENV, "").split(os.pathsep)
+    return [_weights_dir()] + [Path(d).expanduser() for d in extra if d]
+
+
+def _find_weights(model_id: str) -> Optional[Path]:
+    for folder in _weights_dirs():
+        path = folder / f"{model_id}.pt"
+        if path.is_file():
+            return path
+    return None
 
 
 def available_models() -> List[str]:
-    """Model ids with a weights file in the package, sorted."""
-    folder = _weights_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[:-3] for p in folder.iterdir()
-                  if p.name.endswith(".pt") and _MODEL_ID.match(p.name[:-3]))
+    """Model ids with a weights file in the package or on ``$FASTCODEC_WEIGHTS_PATH``, sorted."""
+    found = set()
+    for folder in _weights_dirs():
+        if folder.is_dir():
+            found.update(p.name[:-3] for p in folder.iterdir()
+                         if p.name.endswith(".pt") and _MODEL_ID.match(p.name[:-3]))
+    return sorted(found)
 
 
 def weights_path(model_id: str = DEFAULT_MODEL) -> Path:
-    """Path of the package's weights file for ``model_id`` (ValueError when not installed)."""
+    """Path of the weights file for ``model_id``: the package's, else the first one on
+    ``$FASTCODEC_WEIGHTS_PATH`` (ValueError when there is none)."""
     _check_model_id(model_id)
-    path = _weights_dir() / f"{model_id}.pt"
-    if not path.is_file():
-        raise ValueError(
-            f"unknown model {model_id!r}: installed models are {available_models() or 'none'}"
-        )
-    return Path(str(path))
+    path = _find_weights(model_id)
+    if path is None:
+        where = "" if os.environ.get(WEIGHTS_PATH_ENV) else (
+            f"; set {WEIGHTS_PATH_ENV} to a folder holding {model_id}.pt to use other weights")
+        raise ValueError(f"unknown model {model_id!r}: installed models are "
+                         f"{available_models() or 'none'}{where}")
+    return path
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -170,7 +193,7 @@ def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MO
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint_path}")
-    out = Path(out_path) if out_path is not None else Path(str(_weights_dir())) / f"{model_id}.pt"
+    out = Path(out_path) if out_path is not None else _weights_dir() / f"{model_id}.pt"
     if out.exists() and not overwrite:
         raise FileExistsError(
             f"{out} exists: files coded with those weights would no longer decode; export "
@@ -398,7 +421,7 @@ def _torch_device(device):
     return dev
 
 
-_cache: Dict[Tuple[str, str], ShippedModel] = {}
+_cache: Dict[Tuple[str, str, str], ShippedModel] = {}
 _cache_lock = threading.Lock()
 
 
@@ -412,10 +435,10 @@ def _device_key(device) -> str:
 
 
 def load_model(model_id: str = DEFAULT_MODEL, device="cpu") -> ShippedModel:
-    """The shipped model ``model_id`` on ``device`` (loaded once per (model_id, device) and
-    cached). ValueError when no such model is installed."""
+    """The model ``model_id`` (:func:`weights_path` finds its file) on ``device``, loaded once
+    per (model_id, device, file) and cached. ValueError when no such model is installed."""
     path = weights_path(model_id)
-    key = (model_id, _device_key(device))
+    key = (model_id, _device_key(device), str(path))
     with _cache_lock:
         shipped = _cache.get(key)
         if shipped is None:
@@ -440,7 +463,8 @@ def main(argv=None) -> int:
     e = sub.add_parser("export", help="export a training checkpoint as shipped weights")
     e.add_argument("checkpoint", help="training checkpoint (e.g. training/codec-v1/latest.pt)")
     e.add_argument("-o", "--out", default=None,
-                   help="output file (default: the package's weights/<model-id>.pt)")
+                   help="output file (default: the package's weights/<model-id>.pt; to use a file "
+                        "elsewhere, put its folder on $FASTCODEC_WEIGHTS_PATH)")
     e.add_argument("--model-id", required=True,
                    help="id of the new weights (a new one for new weights: files record the id "
                         "and the weights' hash, e.g. fcf96-v7)")

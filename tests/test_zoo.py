@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,3 +258,57 @@ def test_export_cli(tmp_path, capsys):
     assert "error: no checkpoint" in capsys.readouterr().err
     assert zoo.main(["list"]) == 0
     assert zoo.DEFAULT_MODEL in capsys.readouterr().out
+
+
+def test_weights_path_env_adds_folders(tmp_path, monkeypatch):
+    """Models outside the package: ``$FASTCODEC_WEIGHTS_PATH`` folders are listed, loaded and
+    used by the public API; the package's own files come first."""
+    import fastcodec
+
+    _tiny_checkpoint(tmp_path / "ck.pt")
+    mine = tmp_path / "mine"
+    zoo.export_checkpoint(tmp_path / "ck.pt", mine / "tiny-env.pt", "tiny-env")
+    img = np.random.default_rng(2).integers(0, 256, (19, 23, 3), dtype=np.uint8)
+    monkeypatch.delenv(zoo.WEIGHTS_PATH_ENV, raising=False)
+    assert "tiny-env" not in zoo.available_models()
+    with pytest.raises(ValueError, match=zoo.WEIGHTS_PATH_ENV):
+        zoo.weights_path("tiny-env")
+
+    monkeypatch.setenv(zoo.WEIGHTS_PATH_ENV, f"{tmp_path / 'missing'}{os.pathsep}{mine}")
+    assert {"tiny-env", zoo.DEFAULT_MODEL} <= set(zoo.available_models())
+    assert zoo.weights_path("tiny-env") == mine / "tiny-env.pt"
+    # a same-named file on the path never shadows the shipped one
+    (mine / f"{zoo.DEFAULT_MODEL}.pt").write_bytes(b"not weights")
+    assert zoo.weights_path(zoo.DEFAULT_MODEL).parent == zoo._weights_dir()
+    blob, = fastcodec.compress([img], quality=3, device="cpu", model="tiny-env")
+    assert fastcodec.info(blob)["model_id"] == "tiny-env"
+    back, = fastcodec.decompress([blob], device="cpu")
+    assert back.shape == img.shape
+
+    monkeypatch.delenv(zoo.WEIGHTS_PATH_ENV)
+    with pytest.raises(fastcodec.FormatError, match=f"tiny-env.*{zoo.WEIGHTS_PATH_ENV}"):
+        fastcodec.decompress([blob], device="cpu")
+
+
+
+RETIRED = Path(__file__).resolve().parents[1] / "training" / "retired-weights"
+
+
+@pytest.mark.skipif(not RETIRED.is_dir(), reason="needs the repository's training/ folder")
+def test_retired_models_load_from_the_weights_path(monkeypatch):
+    """fcf64-v1..v3 left the package; their files load once training/retired-weights is on the
+    path, with the hashes their .fcc files record (as their Kodak evaluations stored them)."""
+    import fastcodec
+
+    results = Path(__file__).resolve().parents[1] / "benches" / "results"
+    monkeypatch.setenv(zoo.WEIGHTS_PATH_ENV, str(RETIRED))
+    for model_id in ("fcf64-v1", "fcf64-v2", "fcf64-v3"):
+        assert not (zoo._weights_dir() / f"{model_id}.pt").exists()
+        assert zoo.weights_path(model_id) == RETIRED / f"{model_id}.pt"
+        evaluation, = results.glob(f"eval-kodak-{model_id}-*.json")
+        recorded = json.loads(evaluation.read_text())["codecs"]["fastcodec"]["settings"]
+        assert zoo.load_model(model_id).weights_hash.hex() == recorded["weights_hash"]
+    img = np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    blob, = fastcodec.compress([img], quality=5, device="cpu", model="fcf64-v3")
+    back, = fastcodec.decompress([blob], device="cpu")
+    assert back.shape == img.shape
