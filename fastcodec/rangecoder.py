@@ -78,12 +78,15 @@ def _as_int32(name: str, value, ndim: int | tuple[int, ...] | None = None) -> np
     return arr
 
 
+_MAX_THREADS = 1024
+
+
 def _check_threads(threads: int | None) -> int:
     if threads is None:
         return 0  # the native side uses every hardware thread
     if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    return int(threads)
+    return min(int(threads), _MAX_THREADS)  # never more threads than streams anyway
 
 
 def _as_bytes(name: str, data) -> bytes:
@@ -107,6 +110,8 @@ class CdfTables:
     def __init__(self, cdfs, cdf_lengths, offsets, precision: int = 16):
         if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)):
             raise ValueError(f"precision must be an integer, got {precision!r}")
+        if not 1 <= precision <= 16:
+            raise ValueError(f"precision must be in [1, 16], got {precision}")
         # copies kept for PieceEncoder, which merges the tables of several pieces into one
         self._arrays = tuple(np.array(a, copy=True) for a in (
             _as_int32("cdfs", cdfs, 2), _as_int32("cdf_lengths", cdf_lengths, 1),

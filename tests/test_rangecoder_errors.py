@@ -241,7 +241,7 @@ def test_lengths_and_offsets_count_mismatch():
     _tables_error(offsets=[0, 0, 0], match="offsets has 3 entries but cdfs has 2 rows")
 
 
-@pytest.mark.parametrize("precision", [0, 17, -1, 32, 64])
+@pytest.mark.parametrize("precision", [0, 17, -1, 32, 64, 2**31, 2**40])
 def test_precision_out_of_range(precision):
     _tables_error(precision=precision, match=rf"precision must be in \[1, 16\], got {precision}")
 
@@ -301,6 +301,39 @@ def test_bad_threads(ct, blob, threads):
 def test_numpy_integer_threads_are_accepted(ct, blob):
     assert ct.encode_batch(SYMS[None], IDX, threads=np.int32(2)) == [blob]
     np.testing.assert_array_equal(ct.decode_batch([blob], IDX, threads=np.uint8(3)), SYMS[None])
+
+
+@pytest.mark.parametrize("threads", [2**31, np.int64(2**40)])
+def test_huge_thread_counts_are_capped(ct, blob, threads):
+    """More threads than the machine can start is not an error (nor a crash): the pool is
+    capped, and when the system refuses a thread the ones already running do the work."""
+    assert ct.encode_batch(np.stack([SYMS] * 3), IDX, threads=threads) == [blob] * 3
+    assert (ct.decode_batch([blob] * 3, IDX, threads=threads) == SYMS).all()
+
+
+_FEW_THREADS = """
+import numpy as np
+from fastcodec import rangecoder as rc
+tables = rc.CdfTables([[0, 20000, 60000, 65536]], [4], [-1])
+symbols = np.arange(1100 * 4, dtype=np.int32).reshape(1100, 4) % 3 - 1
+streams = tables.encode_batch(symbols, np.zeros(4, np.int32), threads=1024)
+assert (tables.decode_batch(streams, np.zeros(4, np.int32), threads=1024) == symbols).all()
+print("ok", len(streams))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses RLIMIT_AS")
+def test_a_refused_thread_is_not_a_crash():
+    """1,024 threads need ~8 GB of stack address space; under a 3 GB limit most cannot start.
+    The coder carries on with those it has instead of aborting the process."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    run = subprocess.run([sys.executable, "-c", _FEW_THREADS], capture_output=True, text=True,
+                         preexec_fn=limit, timeout=300)
+    assert run.returncode == 0 and run.stdout.split() == ["ok", "1100"], run.stderr[-2000:]
 
 
 def test_encode_batch_bad_indexes_shape(ct):

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "rans.h"
@@ -34,7 +35,13 @@ void parallel_for(int64_t jobs, int threads, const std::function<void(int64_t)>&
     };
     std::vector<std::thread> pool;
     pool.reserve(static_cast<size_t>(threads - 1));
-    for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+    for (int t = 1; t < threads; ++t) {
+        try {
+            pool.emplace_back(worker);
+        } catch (const std::system_error&) {
+            break;  // out of threads (ulimit, cgroup pids, memory): the ones we have do the work
+        }
+    }
     worker();
     for (auto& th : pool) th.join();
     if (error) std::rethrow_exception(error);
