@@ -151,9 +151,12 @@ class Codec:
         if len(targets) > 1:
             raise ValueError("give at most one of quality, target_bpp and target_psnr")
         for name, t in (("target_bpp", target_bpp), ("target_psnr", target_psnr)):
-            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))
+            if t is not None and (isinstance(t, bool)
+                                  or not isinstance(t, (int, float, np.integer, np.floating))
                                   or not t > 0 or not np.isfinite(t)):
                 raise ValueError(f"{name} must be a positive finite number, got {t!r}")
+        target_bpp = None if target_bpp is None else float(target_bpp)
+        target_psnr = None if target_psnr is None else float(target_psnr)
         q = self.quality if quality is None else snap_quality(quality)
         items = _split_images(images)
         many = len(items) != 1 or isinstance(images, (list, tuple)) or _is_batch(images)

@@ -390,14 +390,17 @@ class Pipeline:
 def read_image(path: Path, *, convert: bool = False) -> tuple[np.ndarray, str]:
     """An image file as ``(uint8 numpy array in its own layout, layout)``: HxWx3 ``"rgb"`` or
     HxW ``"gray"``, validated and converted as :func:`fastcodec.images.to_rgb_uint8` does
-    (``convert``: RGBA, 16-bit, palette and other modes are converted instead of refused)."""
-    from PIL import Image
+    (``convert``: RGBA, 16-bit, palette and other modes are converted instead of refused).
+    EXIF orientation is applied, so the image is coded the way viewers show it."""
+    from PIL import Image, ImageOps
 
-    from fastcodec.images import from_rgb_uint8, to_rgb_uint8
+    from fastcodec.images import check_pil_depth, from_rgb_uint8, to_rgb_uint8
 
     with Image.open(path) as im:
-        im.load()
         try:
+            check_pil_depth(im, convert)  # before loading: afterwards the depth is unknown
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)
             rgb, layout = to_rgb_uint8(im, convert=convert)
         except (ValueError, TypeError) as exc:
             text = str(exc)
@@ -461,8 +464,6 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _decompress(args: argparse.Namespace) -> int:
-    from fastcodec.container import unpack
-
     ext = OUTPUT_FORMATS[args.format][1]
     jobs = plan_jobs(args.inputs, Path(args.out),
                      wanted=lambda p: p.suffix.lower() == FCC_SUFFIX,
@@ -471,11 +472,11 @@ def _decompress(args: argparse.Namespace) -> int:
     def setup():
         codec = _make_codec(device=args.device, threads=args.jobs, batch_size=args.batch_size,
                             transform_dtype=args.dtype)
-        return lambda blobs: codec.decompress(blobs, output="numpy")
+        return lambda blobs: codec.decompress(blobs, output="numpy", max_pixels=args.max_pixels)
 
     def load(job: Job) -> bytes:
         blob = job.src.read_bytes()
-        header, _ = unpack(blob)  # a damaged or foreign file fails here, on its own
+        header, _ = _unpack(blob, args.max_pixels)  # a damaged or foreign file fails here
         job.input_bytes = job.coded_bytes = len(blob)
         job.height, job.width, job.layout = header.height, header.width, header.layout
         return blob
@@ -596,15 +597,34 @@ def _summary_table(command: str, s: dict) -> str:
 # info
 
 
-def _info(args: argparse.Namespace) -> int:
-    from fastcodec.container import unpack
+def _unpack(blob: bytes, max_pixels: int):
+    """``container.unpack`` with the cap's hint in command-line terms."""
+    from fastcodec.container import FormatError, unpack
 
+    try:
+        return unpack(blob, max_pixels=max_pixels)
+    except FormatError as exc:
+        text = str(exc)
+        if "(max_pixels)" not in text:
+            raise
+        raise FormatError(text.replace("pass max_pixels=", "pass --max-pixels ")) from None
+
+
+def _add_max_pixels_option(p: argparse.ArgumentParser) -> None:
+    from fastcodec.container import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse files declaring more than N pixels per image, a guard against "
+                        "crafted headers (default: %(default)s)")
+
+
+def _info(args: argparse.Namespace) -> int:
     docs, failed = [], 0
     for name in args.files:
         path = Path(name)
         try:
             blob = path.read_bytes()
-            header, _ = unpack(blob)
+            header, _ = _unpack(blob, args.max_pixels)
         except (OSError, ValueError) as exc:  # FormatError is a ValueError
             failed += 1
             print(f"fastcodec info: error: {path}: {_describe(exc)}", file=sys.stderr)
@@ -641,7 +661,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from fastcodec.container import read_header
-    from fastcodec.metrics import ms_ssim, psnr
+    from fastcodec.metrics import WINDOW_SIZE, ms_ssim, psnr
     from fastcodec.samples import sample_paths
 
     paths = [Path(p) for p in args.images] or sample_paths()
@@ -649,6 +669,8 @@ def _demo(args: argparse.Namespace) -> int:
     if len(set(stems)) != len(stems):
         raise UsageError("two images have the same name: " + ", ".join(map(str, paths)))
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir} exists and is not a folder")
     qualities = list(dict.fromkeys(args.quality))
     images = {}
     for p in paths:
@@ -681,13 +703,16 @@ def _demo(args: argparse.Namespace) -> int:
             rec = {"image": str(path), "quality": header.quality, "model_id": header.model_id,
                    "height": image.shape[0], "width": image.shape[1], "bytes": len(blob),
                    "bpp": 8 * len(blob) / pixels, "psnr": psnr(image, decoded),
-                   "ms_ssim": ms_ssim(image, decoded),
+                   # MS-SSIM needs WINDOW_SIZE px per side; smaller images get None (n/a)
+                   "ms_ssim": (ms_ssim(image, decoded) if min(image.shape[:2]) >= WINDOW_SIZE
+                               else None),
                    "encode_mp_per_s": pixels / 1e6 / (t1 - t0),
                    "decode_mp_per_s": pixels / 1e6 / (t2 - t1),
                    "fcc": str(out_dir / (name + FCC_SUFFIX)), "png": str(out_dir / (name + ".png"))}
             records.append(rec)
             rows.append([path.name, f"{image.shape[1]}x{image.shape[0]}", f"{header.quality:g}",
-                         f"{rec['bpp']:.3f}", f"{rec['psnr']:.2f}", f"{rec['ms_ssim']:.4f}",
+                         f"{rec['bpp']:.3f}", f"{rec['psnr']:.2f}",
+                         "n/a" if rec["ms_ssim"] is None else f"{rec['ms_ssim']:.4f}",
                          f"{rec['encode_mp_per_s']:.2f}", f"{rec['decode_mp_per_s']:.2f}",
                          f"{len(blob):,}"])
             progress.update(1, megapixels=2 * pixels / 1e6)
@@ -801,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--format", choices=list(OUTPUT_FORMATS), default="png",
                      help="output image format (default: %(default)s)")
     _add_run_options(dec)
+    _add_max_pixels_option(dec)
     dec.set_defaults(run=_decompress)
 
     info = sub.add_parser("info", help="print the header of .fcc files",
@@ -808,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "quality, size, layout, latent shape, streams), size and bpp.")
     info.add_argument("files", nargs="+", metavar="FILE")
     info.add_argument("--json", action="store_true", help="print a JSON list instead")
+    _add_max_pixels_option(info)
     info.set_defaults(run=_info)
 
     demo = sub.add_parser("demo", help="compress the bundled sample image at a few qualities",

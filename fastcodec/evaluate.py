@@ -102,8 +102,11 @@ def load_rgb(path: Path) -> np.ndarray:
     alpha dropped)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        rgb = np.ascontiguousarray(np.asarray(im.convert("RGB")))
+    try:
+        with Image.open(path) as im:
+            rgb = np.ascontiguousarray(np.asarray(im.convert("RGB")))
+    except (OSError, ValueError) as exc:  # unreadable, truncated, not an image
+        raise EvalError(f"cannot read {path}: {exc}") from None
     if min(rgb.shape[:2]) < metrics.WINDOW_SIZE:
         raise EvalError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too small: MS-SSIM needs "
                         f">= {metrics.WINDOW_SIZE} px on each side")

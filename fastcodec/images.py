@@ -30,7 +30,7 @@ from typing import Tuple
 
 import numpy as np
 
-__all__ = ["LAYOUTS", "from_rgb_uint8", "to_rgb_uint8"]
+__all__ = ["LAYOUTS", "check_pil_depth", "from_rgb_uint8", "to_rgb_uint8"]
 
 #: Layouts of the original image: ``rgb`` HxWx3, ``gray`` HxW, ``gray1`` HxWx1.
 LAYOUTS = ("rgb", "gray", "gray1")
@@ -101,7 +101,7 @@ def _levels(arr: np.ndarray, convert: bool, floats_ok: bool, what: str) -> np.nd
             raise ValueError(f"{what} holds floats outside [0, 1] (min {lo:g}, max {hi:g}); "
                              "floating-point images must be in [0, 1]")
         return np.rint(a * 255.0).astype(np.uint8)
-    if dt == np.uint16:
+    if dt.kind == "u" and dt.itemsize == 2:  # either byte order
         if not convert:
             raise ValueError(f"{what} is 16-bit (uint16); the codec takes 8-bit images{_HINT} "
                              "(scaled with round(v / 257))")
@@ -134,9 +134,23 @@ def _from_hwc(arr: np.ndarray, convert: bool, floats_ok: bool, what: str):
     return _finalize(levels, layout)
 
 
+def check_pil_depth(img, convert: bool) -> None:
+    """Refuses (ValueError, unless ``convert``) a PIL image opened from a file of 16-bit RGB
+    samples and not loaded yet: Pillow has no 16-bit RGB mode and loads such files as mode
+    ``"RGB"``, keeping the high byte of each sample. Once loaded, the depth is not known."""
+    for tile in getattr(img, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        raw = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args
+                                                  else None)
+        if img.mode == "RGB" and isinstance(raw, str) and ";16" in raw and not convert:
+            raise ValueError(f"PIL image with 16-bit RGB samples ({raw}); the codec takes 8-bit "
+                             f"images{_HINT} (Pillow keeps the high byte of each sample)")
+
+
 def _from_pil(img, convert: bool):
     mode = img.mode
     if mode == "RGB":
+        check_pil_depth(img, convert)
         return _finalize(np.asarray(img, dtype=np.uint8), "rgb")
     if mode == "L":
         return _finalize(np.asarray(img, dtype=np.uint8)[:, :, None], "gray")

@@ -485,3 +485,65 @@ def test_compress_and_demo_code_with_the_model_asked_for(photos, tmp_path, capsy
     assert rc == 0 and f"model {other}" in out
     rc, _, err = run(capsys, "compress", photos / "a.png", "-o", tmp_path / "x", "--model", "nope")
     assert rc == 2 and "unknown model 'nope'" in err
+
+
+def test_exif_orientation_is_applied(tmp_path, capsys):
+    """A phone photo stored 48x32 with Orientation 6 (shown 32x48) comes back as shown."""
+    stored = _image(32, 48, seed=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    src = tmp_path / "in" / "phone.jpg"
+    src.parent.mkdir()
+    Image.fromarray(stored).save(src, exif=exif, quality=95)
+    assert run(capsys, "compress", src, "-o", tmp_path / "enc")[0] == 0
+    assert unpack((tmp_path / "enc" / "phone.fcc").read_bytes())[0].height == 48
+    assert run(capsys, "decompress", tmp_path / "enc", "-o", tmp_path / "dec")[0] == 0
+    back = np.asarray(Image.open(tmp_path / "dec" / "phone.png"))
+    shown = np.rot90(np.asarray(Image.open(src)), k=-1)  # what viewers show
+    assert back.shape == shown.shape == (48, 32, 3)
+    assert np.abs(back.astype(int) - shown).mean() < 12  # the same picture, not a rotated one
+
+
+def _png_rgb16(path: Path, samples: np.ndarray) -> Path:
+    """A 16-bit RGB PNG (Pillow cannot write one) from uint16 HxWx3 ``samples``."""
+    import struct
+    import zlib
+
+    h, w, _ = samples.shape
+    rows = b"".join(b"\0" + samples[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2,
+                                                                      0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_16_bit_rgb_files_need_convert(tmp_path, capsys):
+    """Pillow loads 16-bit RGB as mode RGB (high bytes): refused unless --convert, like 16-bit
+    gray; the API refuses such an image too while it is not loaded."""
+    import fastcodec
+
+    samples = np.random.default_rng(6).integers(0, 65536, (20, 30, 3)).astype(np.uint16)
+    src = _png_rgb16(tmp_path / "in" / "deep.png", samples)
+    rc, _, err = run(capsys, "compress", src, "-o", tmp_path / "enc")
+    assert rc == 1 and "16-bit RGB" in err and "--convert" in err
+    assert run(capsys, "compress", src, "-o", tmp_path / "enc", "--convert")[0] == 0
+    with Image.open(src) as im, pytest.raises(ValueError, match="16-bit RGB.*convert=True"):
+        fastcodec.compress(im)
+    with Image.open(src) as im:
+        np.testing.assert_array_equal(np.asarray(im), samples >> 8)  # what --convert codes
+
+
+def test_max_pixels_option_reads_files_over_the_default_cap(photos, tmp_path, capsys):
+    enc = tmp_path / "enc"
+    assert run(capsys, "compress", photos / "a.png", "-o", enc)[0] == 0  # 40x24 = 960 px
+    for cmd in (["info", enc / "a.fcc"], ["decompress", enc / "a.fcc", "-o", tmp_path / "d"]):
+        rc, _, err = run(capsys, *cmd, "--max-pixels", "959")
+        assert rc == 1 and "pass --max-pixels 960 or more" in err, err
+        assert run(capsys, *cmd, "--max-pixels", "960", "--force" if cmd[0] == "decompress"
+                   else "--json")[0] == 0

@@ -72,3 +72,20 @@ def test_demo_on_given_images_replaces_its_own_outputs(tmp_path, capsys):
     assert cli.main(["demo", str(tmp_path / "mine.png"), str(tmp_path / "mine.jpg"),
                      "-o", str(tmp_path / "o2")]) == 2
     assert "same name" in capsys.readouterr().err
+
+
+def test_demo_on_a_tiny_image_and_a_file_as_out(tmp_path, capsys):
+    """MS-SSIM needs 11 px per side: a smaller image gets n/a, not a traceback; -o naming a
+    file is a usage error before anything is coded."""
+    img = np.random.default_rng(1).integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "tiny.png")
+    assert cli.main(["demo", str(tmp_path / "tiny.png"), "-o", str(tmp_path / "o"), "-q", "3"]) == 0
+    row, = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("tiny.png")]
+    assert row[1] == "9x8" and row[5] == "n/a"
+    record, = json.loads((tmp_path / "o" / "demo.json").read_text())
+    assert record["ms_ssim"] is None and record["psnr"] > 10
+
+    (tmp_path / "a-file").write_text("x")
+    assert cli.main(["demo", str(tmp_path / "tiny.png"), "-o", str(tmp_path / "a-file")]) == 2
+    assert "not a folder" in capsys.readouterr().err

@@ -180,6 +180,16 @@ def test_cli_usage_errors(argv, message, capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_an_unreadable_image_is_a_usage_error(tmp_path, crops, capsys):
+    _, paths = crops
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(paths[0].read_bytes()[:200])  # truncated
+    args = evaluate.build_parser().parse_args([str(broken), "--anchors-only",
+                                               "--out", str(tmp_path / "o")])
+    assert args.run(args) == 2
+    assert f"cannot read {broken}" in capsys.readouterr().err
+
+
 def test_collect_images(tmp_path, crops):
     _, paths = crops
     (tmp_path / "notes.txt").write_text("not an image")

@@ -51,6 +51,10 @@ def test_numpy_16_bit_needs_convert_and_scales_with_rounding():
     assert layout == "gray"
     # round(v / 257): 128/257 = 0.498 -> 0, 129/257 = 0.502 -> 1, 385/257 = 1.498, 386 -> 1.502
     np.testing.assert_array_equal(rgb[0, :, 0], [0, 0, 1, 1, 1, 2, 255])
+    swapped = a.astype(">u2" if np.little_endian else "<u2")  # either byte order
+    with pytest.raises(ValueError, match="16-bit"):
+        to_rgb_uint8(swapped)
+    np.testing.assert_array_equal(to_rgb_uint8(swapped, convert=True)[0], rgb)
 
 
 def test_numpy_bool_float_and_other_ints():

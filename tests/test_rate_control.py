@@ -124,3 +124,8 @@ def test_rate_control_arguments_are_checked(codec, image):
         codec.compress(image, target_bpp=-1)
     with pytest.raises(ValueError, match="target_psnr"):
         codec.compress(image, target_psnr=float("nan"))
+    # numpy scalars are numbers like the quality's
+    assert codec.compress(image, target_bpp=np.float32(1.0)) == codec.compress(image,
+                                                                              target_bpp=1.0)
+    assert codec.compress(image, target_psnr=np.int64(25)) == codec.compress(image,
+                                                                             target_psnr=25.0)
