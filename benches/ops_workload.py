@@ -26,7 +26,7 @@ Floor. ``max(min_bytes / bandwidth, flops / matrix_rate)``: ``min_bytes`` = inpu
 read once and the output written once; ``flops`` = 2 x MACs of the convolution; ``bandwidth`` =
 a large device-to-device copy (bytes read + written) and ``matrix_rate`` = a large
 ``torch.matmul`` in the case's dtype, both measured in the same session (fp32 on CUDA: with TF32
-when ``torch.backends.cudnn.allow_tf32``, which is what the convolutions use then).
+when cuDNN's convolutions may use it: ``fastcodec.kernels.conv_relu_pool.cudnn_conv_tf32``).
 
 This module imports torch; ``conftest.py`` imports it lazily, only when ops benchmarks run.
 """
@@ -285,10 +285,10 @@ def tolerances(dtype: torch.dtype, device_type: str) -> dict:
     Outputs are O(1) (weights scaled by 1/sqrt(fan_in)); the two results differ by the
     accumulation order and by the final rounding to ``dtype`` (the fused kernels round once,
     eager after the convolution), i.e. up to about one unit in the last place of the dtype.
-    fp32 on CUDA uses TF32 products in both when ``torch.backends.cudnn.allow_tf32`` (default).
+    fp32 on CUDA uses TF32 products in both when cuDNN's convolutions may (the default).
     """
     if dtype == torch.float32:
-        if device_type == "cuda" and torch.backends.cudnn.allow_tf32:
+        if device_type == "cuda" and _cudnn_conv_tf32():
             return {"rtol": 2e-2, "atol": 2e-2}
         return {"rtol": 1e-4, "atol": 1e-4}
     if dtype == torch.float16:
@@ -512,14 +512,20 @@ def n_buffers(case: OpsCase, cache_bytes: int, max_total: int) -> int:
 # ceilings
 
 
+def _cudnn_conv_tf32() -> bool:
+    from fastcodec.kernels.conv_relu_pool import cudnn_conv_tf32  # imports Triton: CUDA runs only
+
+    return cudnn_conv_tf32()
+
+
 @contextlib.contextmanager
 def _matmul_tf32(enabled: bool):
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled
+    old = torch.get_float32_matmul_precision()  # the public switch ("high": TF32 allowed)
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
+        torch.set_float32_matmul_precision(old)
 
 
 def _time_device(fn: Callable, device_type: str, reps: int, warmup: int = 2) -> float:
@@ -572,7 +578,7 @@ def measure_matrix_rate(device: torch.device, dtype: torch.dtype, quick: bool,
     gen = torch.Generator(device=device).manual_seed(1)
     a = torch.randn((n, n), generator=gen, device=device).to(dtype)
     b = torch.randn((n, n), generator=gen, device=device).to(dtype)
-    tf32 = kind == "cuda" and dtype == torch.float32 and bool(torch.backends.cudnn.allow_tf32)
+    tf32 = kind == "cuda" and dtype == torch.float32 and _cudnn_conv_tf32()
     ctx = _matmul_tf32(True) if tf32 else contextlib.nullcontext()
     with ctx:
         seconds = _time_device(lambda: torch.matmul(a, b), kind, reps)
@@ -648,8 +654,8 @@ def describe_machine(device: torch.device) -> dict:
         info["clocks"] = _nvidia_smi("clocks.sm,clocks.max.sm,clocks.mem") or "unknown"
         info["cuda"] = torch.version.cuda
         info["cudnn"] = torch.backends.cudnn.version()
-        info["tf32"] = (f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
-                        f"cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
+        info["tf32"] = (f"cudnn conv tf32={_cudnn_conv_tf32()}, "
+                        f"matmul precision={torch.get_float32_matmul_precision()}")
         info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     else:
         info["llc_bytes"] = _llc_bytes()
@@ -893,9 +899,10 @@ def summary_lines(env: Optional[OpsEnv], skips: dict, disturbed_cores: float = 0
     if s.compile_note:
         lines.append(f"note: {s.compile_note}")
     if env.kind == "cuda":
-        lines.append("note: fp32 runs use TF32 tensor cores where torch.backends.cudnn.allow_tf32 "
-                     "is set (PyTorch's default for convolutions; the fused kernels follow the "
-                     "same flag), and the fp32 floor uses the TF32 matmul rate")
+        lines.append("note: fp32 runs use TF32 tensor cores where cuDNN's convolutions may "
+                     "(PyTorch's default: torch.backends.cudnn.conv.fp32_precision, or "
+                     "allow_tf32 on older torch; the fused kernels follow the same setting), and "
+                     "the fp32 floor uses the TF32 matmul rate")
         if not s.cuda_backend:
             lines.append("note: the CUDA C++ backend (backend='cuda', a direct convolution that "
                          "is not the default) is not timed; --ops-cuda-backend adds it")

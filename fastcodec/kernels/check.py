@@ -14,9 +14,9 @@ targets ``sm_90a`` on Hopper, which is what makes ``wgmma`` available).  The var
 
 * both K walks (``FLAT_K`` = False / True) for every config the registry's ``prune`` keeps for that
   dtype at a large Cout (the walk does not enter the prune, so both are always reachable);
-* for float32 both dot precisions: ``DOT_TF32=True`` (the default: the launcher follows
-  ``torch.backends.cudnn.allow_tf32``, which is True by default) and ``DOT_TF32=False`` (IEEE fp32,
-  taken when the user switches TF32 off).
+* for float32 both dot precisions: ``DOT_TF32=True`` (the default: the launcher follows cuDNN's
+  conv setting, ``torch.backends.cudnn.conv.fp32_precision`` or on older torch ``allow_tf32``, TF32
+  by default) and ``DOT_TF32=False`` (IEEE fp32, taken when the user switches TF32 off).
 
 Everything else is the registry's representative call (3x3 kernel, 2x2 max pooling / x2 upsample,
 bias, channels_last with Cin, Cout multiples of 16: ``KernelSpec.hints``).

@@ -20,7 +20,8 @@ Design (implicit GEMM, fp32 accumulation):
   tap-major (Cin >= 32: the loop runs over (tap, ci-block) with contiguous ci vectors, which the
   compiler can vectorise).  Zero padding = the bounds mask of the gather.
 * Epilogue: reshape the accumulator to ``[BLOCK_M, WIN, BLOCK_N]`` and reduce the window axis:
-  max-pool -> ``relu(max(acc) + b)``; avg-pool -> ``mean(relu(acc + b))``.
+  max-pool -> ``relu(max(acc) + b)``; avg-pool -> ``mean(relu(acc + b))``.  The maxima propagate
+  NaN, as ``F.max_pool2d`` and ``F.relu`` do.
 
 Offsets inside one image are int32 (an image, C*H*W, must stay below 2**31 elements); batch offsets
 are int64.  On GPUs the fast path is channels_last with Cin, Cout multiples of 16 (vectorised,
@@ -52,7 +53,29 @@ def interpreting() -> bool:
 
 def use_tf32(dtype: torch.dtype) -> bool:
     """TF32 dot for fp32 inputs exactly when ``F.conv2d`` would use it on a GPU (cuDNN's flag)."""
-    return dtype == torch.float32 and bool(torch.backends.cudnn.allow_tf32)
+    return dtype == torch.float32 and cudnn_conv_tf32()
+
+
+def cudnn_conv_tf32() -> bool:
+    """Whether cuDNN convolutions may use TF32.
+
+    Newer torch: ``torch.backends.cudnn.conv.fp32_precision`` ("none" inherits from
+    ``torch.backends.cudnn`` then ``torch.backends``; TF32 only when the result is "tf32"). Older
+    torch: ``torch.backends.cudnn.allow_tf32`` (not read when the new API exists: it raises once
+    the conv and RNN settings differ). Never raises: IEEE fp32 if the flags cannot be read."""
+    try:
+        cudnn = torch.backends.cudnn
+        conv = getattr(cudnn, "conv", None)
+        if conv is None or not hasattr(conv, "fp32_precision"):
+            return bool(cudnn.allow_tf32)
+        precision = conv.fp32_precision
+        for parent in (cudnn, torch.backends):
+            if precision != "none":
+                break
+            precision = getattr(parent, "fp32_precision", "none")
+        return precision == "tf32"
+    except Exception:
+        return False
 
 
 def output_memory_format(x: torch.Tensor) -> torch.memory_format:
@@ -138,6 +161,13 @@ def conv_gemm_tile(
 
 
 @triton.jit
+def max_nan(a, b):
+    """``max`` that returns NaN when either operand is NaN (``tl.max`` / ``tl.maximum`` by default
+    return the other operand)."""
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def conv_relu_pool_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr,
     N, Cin, H, W, Cout, PH, PW, pad_top, pad_left,
@@ -186,18 +216,19 @@ def conv_relu_pool_kernel(
 
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+    # NaNs propagate through the max pooling and the ReLU, as in F.max_pool2d / F.relu.
     if POOL_MAX:
         # relu(max(acc) + b) == max(relu(acc + b)): bias and ReLU after the reduction.
         if WIN != PP:
             acc = tl.where(win_ok[:, None], acc, float("-inf"))
-        res = tl.max(tl.reshape(acc, (BLOCK_M, WIN, BLOCK_N)), axis=1)
+        res = tl.reduce(tl.reshape(acc, (BLOCK_M, WIN, BLOCK_N)), 1, max_nan)
         if HAS_BIAS:
             res = res + bias[None, :]
-        res = tl.maximum(res, 0.0)
+        res = tl.maximum(res, 0.0, propagate_nan=tl.PropagateNan.ALL)
     else:
         if HAS_BIAS:
             acc = acc + bias[None, :]
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)
         if WIN != PP:
             acc = tl.where(win_ok[:, None], acc, 0.0)
         res = tl.sum(tl.reshape(acc, (BLOCK_M, WIN, BLOCK_N)), axis=1) * (1.0 / PP)

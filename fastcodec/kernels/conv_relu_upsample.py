@@ -73,7 +73,7 @@ def conv_relu_upsample_kernel(
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
         acc = acc + bias[None, :]
-    acc = tl.maximum(acc, 0.0)
+    acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as in F.relu
 
     # Depth-to-space.  GEMM column (i*SCALE + j)*C + c holds conv channel c*SS + i*SCALE + j
     # (see the launcher), which goes to (c, oh*SCALE + i, ow*SCALE + j).

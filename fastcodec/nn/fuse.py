@@ -16,8 +16,13 @@ How chains are found:
     stacks, or ``self.conv1 / self.relu1 / self.pool1`` attributes), the model keeps its class:
     the conv's slot gets the fused module and the ReLU's and pool's slots get ``nn.Identity``
     (so child indices and state_dict keys stay those of the original);
-  - otherwise (functional forms) the result is a ``torch.fx.GraphModule`` where the fused
-    module takes the conv's place (same state_dict keys when the conv was called once).
+  - otherwise (functional forms, a chain's module called twice or registered under two names) the
+    result is a ``torch.fx.GraphModule`` holding all of the model's children, parameters and
+    buffers, whether forward uses them or not, where the fused module takes the conv's place and
+    the replaced ReLU / pool modules become ``nn.Identity``: the state_dict keys are the model's
+    (plus, for a conv fused at several call sites, those of its extra fused modules, which share
+    its parameters). A GraphModule is not an instance of the model's class: methods other than
+    ``forward`` (and class attributes) are not kept.
 
 * **Models fx cannot trace**: only ``nn.Sequential`` containers (recursively; subclasses that
   override ``forward`` are left alone) are rewritten, three consecutive children ``Conv2d, ReLU,
@@ -57,8 +62,9 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
 
     Returns:
         The model, of its own class, when nothing was fused or every chain was made of
-        modules (see the module docstring); else a ``torch.fx.GraphModule``. Fused modules
-        share the parameters of the convolutions they replace.
+        modules (see the module docstring); else a ``torch.fx.GraphModule`` with the model's
+        children, parameters and buffers but only its ``forward`` (not its other methods). Fused
+        modules share the parameters of the convolutions they replace.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fuse expects an nn.Module, got {type(model).__name__}")
@@ -80,12 +86,14 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     matches = _find_matches(gm)
     if not matches:
         return model
-    if all(_is_module_chain(m, uses) for m in matches):
+    names = _name_counts(model)
+    if all(_is_module_chain(m, uses, model, names) for m in matches):
         for m in matches:
             _set_submodule(model, m.conv.target, m.fused)
             _set_submodule(model, m.relu.target, nn.Identity())
             _set_submodule(model, m.tail.target, nn.Identity())
         return model
+    _keep_hierarchy(gm, model)
     _rewrite_graph(gm, matches, uses)
     return gm
 
@@ -296,25 +304,82 @@ def _find_matches(gm: fx.GraphModule) -> List[_Match]:
     return matches
 
 
-def _is_module_chain(m: _Match, uses: Dict[str, int]) -> bool:
-    """All three are modules called once: replacing them in place (fused, Identity, Identity)
-    is then exactly the graph rewrite."""
-    return all(n.op == "call_module" and uses.get(n.target) == 1 for n in (m.conv, m.relu, m.tail))
+def _name_counts(model: nn.Module) -> Dict[int, int]:
+    """id(module) -> how many names it has in ``model`` (a module can be registered twice)."""
+    counts: Dict[int, int] = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        counts[id(m)] = counts.get(id(m), 0) + 1
+    return counts
+
+
+def _is_module_chain(
+    m: _Match, uses: Dict[str, int], root: nn.Module, names: Dict[int, int]
+) -> bool:
+    """All three are modules called once and registered under one name only: replacing them in
+    place (fused, Identity, Identity) is then exactly the graph rewrite. (fx calls a module by its
+    first name; a second name, e.g. ``self.stem`` and ``self.features[0]``, would keep the old
+    module where forward calls it.)"""
+    return all(
+        n.op == "call_module"
+        and uses.get(n.target) == 1
+        and names.get(id(root.get_submodule(n.target))) == 1
+        for n in (m.conv, m.relu, m.tail)
+    )
+
+
+def _keep_hierarchy(gm: fx.GraphModule, root: nn.Module) -> None:
+    """Gives ``gm`` all of ``root``'s children, parameters and buffers (fx keeps only those
+    forward uses), in ``root``'s order: the same state_dict keys. The children are ``root``'s own;
+    :func:`_set_own_submodule` copies a container before changing it. Tensors only fx added
+    (plain tensor attributes forward reads) stay as non-persistent buffers."""
+    for attr in ("_parameters", "_buffers", "_modules"):
+        merged = dict(getattr(root, attr))
+        extra = {k: v for k, v in getattr(gm, attr).items() if k not in merged}
+        merged.update(extra)
+        gm.__dict__[attr] = merged
+        if attr == "_buffers":
+            gm._non_persistent_buffers_set = set(root._non_persistent_buffers_set) | set(extra)
+
+
+def _set_own_submodule(root: nn.Module, target: str, module: nn.Module, owned: set) -> None:
+    """``_set_submodule`` that first replaces each container on the path by a shallow copy (once:
+    ``owned`` holds the ids of the copies), so the modules ``root`` shares with the original
+    model are left as they are."""
+    *path, name = target.split(".")
+    parent = root
+    for p in path:
+        child = parent._modules[p]
+        if id(child) not in owned:
+            child = copy.copy(child)
+            for attr in ("_parameters", "_buffers", "_modules"):
+                child.__dict__[attr] = dict(getattr(child, attr))
+            owned.add(id(child))
+            parent._modules[p] = child
+        parent = child
+    setattr(parent, name, module)
 
 
 def _rewrite_graph(gm: fx.GraphModule, matches: List[_Match], uses: Dict[str, int]) -> None:
     graph = gm.graph
-    names = set(dict(gm.named_modules()))
+    names = {n for n, _ in gm.named_modules(remove_duplicate=False)}
+    owned: set = set()
+    fused_calls: Dict[str, int] = {}
     for m in matches:
-        if uses.get(m.conv.target) == 1:
-            name = m.conv.target  # take the conv's place: same state_dict keys
+        fused_calls[m.conv.target] = fused_calls.get(m.conv.target, 0) + 1
+    replaced = []  # the ReLU / pool modules of the fused chains
+    for m in matches:
+        t = m.conv.target
+        if fused_calls[t] == uses.get(t):
+            name = t  # every call of the conv is fused: the first takes its place (same keys)
+            fused_calls[t] = 0  # the others get new names
         else:
-            base = m.conv.target.replace(".", "_") + "_fused"
+            base = t.replace(".", "_") + "_fused"
             name, i = base, 1
-            while name in names:
+            while name in names or hasattr(gm, name):
                 name, i = f"{base}_{i}", i + 1
         names.add(name)
-        _set_submodule(gm, name, m.fused)
+        _set_own_submodule(gm, name, m.fused, owned)
+        replaced += [n.target for n in (m.relu, m.tail) if n.op == "call_module"]
         with graph.inserting_before(m.tail):
             new = graph.call_module(name, (m.conv.args[0],))
         new.meta = dict(m.tail.meta)
@@ -322,5 +387,9 @@ def _rewrite_graph(gm: fx.GraphModule, matches: List[_Match], uses: Dict[str, in
         for n in (m.tail, m.relu, m.conv):
             graph.erase_node(n)
     graph.lint()
-    gm.delete_all_unused_submodules()
+    # Replaced ReLU / pool modules that nothing calls any more: Identity (child indices kept).
+    called = {n.target for n in graph.nodes if n.op == "call_module"}
+    for target in replaced:
+        if target not in called:
+            _set_own_submodule(gm, target, nn.Identity(), owned)
     gm.recompile()

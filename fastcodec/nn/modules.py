@@ -12,13 +12,26 @@ import math
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 from torch.nn import init
 
 from fastcodec.ops import _validate as V
 from fastcodec.ops import conv_relu_pool, conv_relu_upsample
+from fastcodec.ops._backend import BACKENDS
 
 __all__ = ["ConvReLUPool2d", "ConvReLUUpsample2d"]
+
+# torch.fx.symbolic_trace records the fused ops as calls (their checks need real tensors).
+fx.wrap("conv_relu_pool")
+fx.wrap("conv_relu_upsample")
+
+
+def _check_backend(backend, what: str) -> None:
+    """At construction, so that a typo fails there and not at the first forward."""
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"{what}: backend must be a str or None, got {type(backend).__name__}")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"{what}: unknown backend {backend!r}; expected one of {BACKENDS} or None")
 
 
 class _FusedConvBase(nn.Module):
@@ -70,6 +83,8 @@ class _FusedConvBase(nn.Module):
             raise ValueError(f"{what}: expected an nn.Conv2d, got {type(conv).__name__}")
         if type(conv).forward is not nn.Conv2d.forward:
             raise ValueError(f"{what}: {type(conv).__name__} overrides Conv2d.forward")
+        if type(conv)._conv_forward is not nn.Conv2d._conv_forward:  # e.g. weight standardisation
+            raise ValueError(f"{what}: {type(conv).__name__} overrides Conv2d._conv_forward")
         if conv.groups != 1:
             raise ValueError(f"{what}: conv has groups={conv.groups}; only groups=1 is supported")
         if tuple(conv.dilation) != (1, 1):
@@ -85,8 +100,8 @@ class _FusedConvBase(nn.Module):
                 raise ValueError(f"{what}: conv has parametrizations (e.g. weight norm)")
         except ImportError:  # pragma: no cover - very old torch
             pass
-        if conv._forward_hooks or conv._forward_pre_hooks:
-            raise ValueError(f"{what}: conv has forward hooks (e.g. old-style weight_norm)")
+        if _has_hooks(conv):
+            raise ValueError(f"{what}: conv has module hooks (e.g. old-style weight_norm)")
         kernel = tuple(conv.kernel_size)
         V.check_kernel_extent(*kernel)
         stride = V.normalize_stride(conv.stride)
@@ -100,8 +115,8 @@ class _FusedConvBase(nn.Module):
             return
         if not isinstance(relu, nn.ReLU) or type(relu).forward is not nn.ReLU.forward:
             raise ValueError(f"{what}: expected an nn.ReLU, got {type(relu).__name__}")
-        if relu._forward_hooks or relu._forward_pre_hooks:
-            raise ValueError(f"{what}: the ReLU has forward hooks")
+        if _has_hooks(relu):
+            raise ValueError(f"{what}: the ReLU has module hooks")
 
     def _adopt(self, conv: nn.Conv2d) -> None:
         """Shares ``conv``'s parameters (no copy: training the fused module trains them)."""
@@ -122,8 +137,8 @@ class ConvReLUPool2d(_FusedConvBase):
             (int, pair, "valid" or "same"), bias, device, dtype: as in ``nn.Conv2d``.
         pool: ``"max"`` or ``"avg"``.
         pool_size: pooling window (= pooling stride), >= 1.
-        backend: the backend of :func:`fastcodec.ops.conv_relu_pool` (None: default / env var);
-            also a plain attribute, ``module.backend``.
+        backend: the backend of :func:`fastcodec.ops.conv_relu_pool` (None: default / env var;
+            an unknown name raises ValueError here); also a plain attribute, ``module.backend``.
     """
 
     def __init__(
@@ -142,6 +157,7 @@ class ConvReLUPool2d(_FusedConvBase):
         backend: Optional[str] = None,
     ) -> None:
         super().__init__()
+        _check_backend(backend, type(self).__name__)
         self.stride = V.normalize_stride(stride)
         self.pool = V.normalize_pool(pool)
         self.pool_size = V.normalize_pool_size(pool_size)
@@ -219,6 +235,7 @@ class ConvReLUUpsample2d(_FusedConvBase):
         backend: Optional[str] = None,
     ) -> None:
         super().__init__()
+        _check_backend(backend, type(self).__name__)
         self.scale = V.normalize_scale(scale)
         if not V._is_int(out_channels) or out_channels < 1:
             raise ValueError(f"out_channels must be a positive int, got {out_channels!r}")
@@ -260,8 +277,8 @@ class ConvReLUUpsample2d(_FusedConvBase):
             raise ValueError(
                 f"{what}: expected an nn.PixelShuffle, got {type(pixel_shuffle).__name__}"
             )
-        if pixel_shuffle._forward_hooks or pixel_shuffle._forward_pre_hooks:
-            raise ValueError(f"{what}: the PixelShuffle has forward hooks")
+        if _has_hooks(pixel_shuffle):
+            raise ValueError(f"{what}: the PixelShuffle has module hooks")
         scale = V.normalize_scale(pixel_shuffle.upscale_factor)
         if conv.out_channels % (scale * scale):
             raise ValueError(
@@ -289,6 +306,14 @@ class ConvReLUUpsample2d(_FusedConvBase):
         return s
 
 
+def _has_hooks(m: nn.Module) -> bool:
+    """Forward (pre-)hooks or backward (pre-)hooks of its own: the fused module would drop them."""
+    return any(
+        getattr(m, attr, None)
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    )
+
+
 def _square(v, what: str, name: str) -> int:
     a, b = V._int_pair(v, f"{what}: pool {name}")
     if a != b:
@@ -313,8 +338,8 @@ def _pool_args(pool: nn.Module, what: str) -> Tuple[str, int]:
         raise ValueError(
             f"{what}: expected an nn.MaxPool2d or nn.AvgPool2d, got {type(pool).__name__}"
         )
-    if pool._forward_hooks or pool._forward_pre_hooks:
-        raise ValueError(f"{what}: the pooling module has forward hooks")
+    if _has_hooks(pool):
+        raise ValueError(f"{what}: the pooling module has module hooks")
     size = _square(pool.kernel_size, what, "kernel_size")
     stride = size if pool.stride is None or pool.stride == () else _square(
         pool.stride, what, "stride"

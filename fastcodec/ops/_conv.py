@@ -4,7 +4,7 @@ backward from ATen's ``convolution_backward``, and the forward-only ``relu(conv(
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,25 +27,49 @@ def padded_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, 
 _ONEDNN_POINTWISE = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_convolution_pointwise")
 
+#: dtypes for the fused oneDNN kernel -> the probe saying this CPU runs them (None: always).
+#: bf16 needs AVX512 (BW/VL/DQ) or AVX-NE-CONVERT, where F.conv2d has a fallback.
+_ONEDNN_DTYPE_PROBES = {torch.float32: None, torch.bfloat16: "_is_mkldnn_bf16_supported"}
+_onednn_dtype_ok: Dict[torch.dtype, bool] = {}
+
+
+def _onednn_runs(dtype: torch.dtype) -> bool:
+    """oneDNN can run ``dtype`` on this CPU (cached: the CPU and its ISA limit do not change)."""
+    ok = _onednn_dtype_ok.get(dtype)
+    if ok is None:
+        ok = False
+        if dtype in _ONEDNN_DTYPE_PROBES:
+            probe = _ONEDNN_DTYPE_PROBES[dtype]
+            try:
+                ok = probe is None or (
+                    hasattr(torch.ops.mkldnn, probe) and bool(getattr(torch.ops.mkldnn, probe)())
+                )
+            except Exception:  # a probe that fails says no
+                ok = False
+        _onednn_dtype_ok[dtype] = ok
+    return ok
+
 
 def _onednn_fusable(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
     return (
         _ONEDNN_POINTWISE
         and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
         and weight.dtype == x.dtype
         and (bias is None or bias.dtype == x.dtype)
+        and torch._C._get_mkldnn_enabled()  # torch.backends.mkldnn.flags(enabled=False)
+        and _onednn_runs(x.dtype)
     )
 
 
 def conv_relu(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, pads) -> Tensor:
     """``relu(padded_conv(x, ...))`` for the forward passes of the ``"torch"`` backend.
 
-    On CPU (float32/bfloat16) the ReLU runs as a oneDNN post-op of the convolution: one pass
-    over the full-resolution activations instead of two (about 1.2-1.6x faster per block at
-    codec sizes; same values as the composition up to the convolution's summation order).
-    Elsewhere it is ``F.relu(F.conv2d(...))``. Not differentiable: backward passes recompute
-    with :func:`padded_conv`."""
+    On CPU (float32, and bfloat16 where oneDNN supports it; ``torch.backends.mkldnn`` enabled)
+    the ReLU runs as a oneDNN post-op of the convolution: one pass over the full-resolution
+    activations instead of two (about 1.2-1.6x faster per block at codec sizes; same values as
+    the composition up to the convolution's summation order, except that oneDNN's ReLU maps NaN
+    to 0 where ``F.relu`` keeps it). Elsewhere it is ``F.relu(F.conv2d(...))``. Not
+    differentiable: backward passes recompute with :func:`padded_conv`."""
     if not _onednn_fusable(x, weight, bias):
         return F.relu(padded_conv(x, weight, bias, stride, pads)[0])
     pt, pb, pl, pr = pads

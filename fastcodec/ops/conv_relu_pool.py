@@ -133,6 +133,13 @@ def conv_relu_pool(
     Returns exactly ``F.max_pool2d(F.relu(F.conv2d(x, weight, bias, stride, padding)),
     pool_size)`` (``pool="avg"``: ``F.avg_pool2d``; floor mode, window = stride = pool_size).
 
+    NaNs propagate as in that composition, with one exception: the ``"torch"`` backend on CPU for
+    float32/bfloat16, where oneDNN applies the ReLU inside the convolution (when
+    ``torch.backends.mkldnn`` is enabled and, for bfloat16, the CPU supports it), maps a NaN of the
+    convolution output to 0 at the ReLU, so it does not reach the output (it counts as 0 in its
+    pooling window). Checking for NaN would cost a pass over the data; for NaN propagation there,
+    run under ``torch.backends.mkldnn.flags(enabled=False)`` (the unfused composition, slower).
+
     Args:
         x: ``[N, C_in, H, W]``, float32/float16/bfloat16 (float64 with ``backend="torch"``),
             NCHW or channels_last (the output has the same memory format). ``N`` may be 0.

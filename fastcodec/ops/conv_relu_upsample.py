@@ -104,7 +104,10 @@ def conv_relu_upsample(
     """Fused convolution (stride 1) + ReLU + pixel shuffle.
 
     Returns exactly ``F.pixel_shuffle(F.relu(F.conv2d(x, weight, bias, 1, padding)), scale)``:
-    ``[N, C_in, H, W] -> [N, C_out / scale**2, out_h * scale, out_w * scale]``.
+    ``[N, C_in, H, W] -> [N, C_out / scale**2, out_h * scale, out_w * scale]``. NaNs propagate
+    as in that composition except with the ``"torch"`` backend on CPU for float32/bfloat16 (oneDNN's
+    fused ReLU), where a NaN of the convolution output becomes 0: see
+    :func:`fastcodec.ops.conv_relu_pool`.
 
     Args:
         x, bias, backend: as in :func:`fastcodec.ops.conv_relu_pool`.

@@ -144,6 +144,9 @@ def test_module_options_and_repr():
         (lambda: ConvReLUPool2d(3, 0, 3), ValueError, "out_channels"),
         (lambda: ConvReLUUpsample2d(3, 4, 3, scale=0), ValueError, "scale"),
         (lambda: ConvReLUUpsample2d(3, 4, 8), ValueError, "kernel size"),
+        (lambda: ConvReLUPool2d(3, 4, 3, backend="foo"), ValueError, "unknown backend 'foo'"),
+        (lambda: ConvReLUUpsample2d(3, 4, 3, backend="Triton"), ValueError, "unknown backend"),
+        (lambda: ConvReLUPool2d(3, 4, 3, backend=1), TypeError, "backend"),
     ],
 )
 def test_module_constructor_errors(make, exc, match):
@@ -165,6 +168,21 @@ def test_from_modules_shares_parameters():
     m = ConvReLUPool2d.from_modules(nn.Conv2d(3, 4, 3, padding="valid"), nn.ReLU(),
                                     nn.MaxPool2d(3, stride=3))
     assert m.padding == (0, 0) and m.pool_size == 3 and m.pool == "max"
+
+
+def test_fused_modules_trace_with_fx():
+    model = _seeded(lambda: nn.Sequential(
+        ConvReLUPool2d(3, 8, 3, padding=1, pool="avg"),
+        ConvReLUUpsample2d(8, 2, 3, padding="same", bias=False, backend="torch"),
+    ))
+    gm = fx.symbolic_trace(model)
+    calls = [n.target.__name__ for n in gm.graph.nodes if n.op == "call_function"]
+    assert calls == ["conv_relu_pool", "conv_relu_upsample"]
+    x = rand((1, 3, 8, 6), seed=24)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x))
+        torch.testing.assert_close(fuse(gm)(x), model(x))
+    assert list(gm.state_dict()) == list(model.state_dict())
 
 
 @pytest.mark.parametrize(
@@ -212,6 +230,55 @@ def test_from_modules_rejects_other():
     wn = torch.nn.utils.parametrizations.weight_norm(nn.Conv2d(4, 8, 3))
     with pytest.raises(ValueError, match="parametriz"):
         ConvReLUPool2d.from_modules(wn, nn.ReLU(), nn.MaxPool2d(2))
+
+
+class StdConv2d(nn.Conv2d):
+    """Weight-standardised conv: customises ``_conv_forward``, not ``forward``."""
+
+    def _conv_forward(self, x, weight, bias):
+        w = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
+        return super()._conv_forward(x, w / (w.std(dim=(1, 2, 3), keepdim=True) + 1e-5), bias)
+
+
+class UntraceableStd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(StdConv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+    def forward(self, x):
+        return self.body(x) if x.sum() > 0 else x  # data-dependent: fx cannot trace it
+
+
+def test_conv_forward_override_blocks_fusion():
+    with pytest.raises(ValueError, match="_conv_forward"):
+        ConvReLUPool2d.from_modules(StdConv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2))
+    with pytest.raises(ValueError, match="_conv_forward"):
+        ConvReLUUpsample2d.from_modules(StdConv2d(3, 8, 3), nn.ReLU(), nn.PixelShuffle(2))
+    x = rand((1, 3, 8, 8), seed=22).abs()
+    for factory in (UntraceableStd, lambda: UntraceableStd().body):  # Sequential pass; fx
+        model = _seeded(factory)
+        fused = fuse(model)
+        assert not fused_modules(fused)
+        with torch.no_grad():
+            torch.testing.assert_close(fused(x), model(x))
+
+
+@pytest.mark.parametrize("kind", ["full_backward", "full_backward_pre"])
+@pytest.mark.parametrize("idx", [0, 1, 2], ids=["conv", "relu", "pool"])
+def test_backward_hooks_block_fusion(idx, kind):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    calls = []
+    getattr(model[idx], f"register_{kind}_hook")(lambda *args: calls.append(idx))
+    with pytest.raises(ValueError, match="hooks"):
+        ConvReLUPool2d.from_modules(*model)
+    fused = fuse(model)
+    assert not fused_modules(fused)
+    fused(rand((1, 3, 8, 8), seed=21).requires_grad_()).sum().backward()
+    assert calls == [idx]  # the hook of the copy still runs
+    shuffle = nn.PixelShuffle(2)
+    getattr(shuffle, f"register_{kind}_hook")(lambda *args: None)
+    with pytest.raises(ValueError, match="hooks"):
+        ConvReLUUpsample2d.from_modules(nn.Conv2d(3, 8, 3), nn.ReLU(), shuffle)
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,6 +539,41 @@ def test_fuse_attribute_style_keeps_class():
     fused.load_state_dict(model.state_dict())
 
 
+class ConvAlias(nn.Module):
+    """The chain's conv is also held as ``self.stem``: one module, two names."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.features = nn.Sequential(self.stem, nn.ReLU(), nn.MaxPool2d(2))
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class PoolAlias(nn.Module):
+    """The chain's pool is also held as ``self.pool`` (registered first: fx calls it so)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), self.pool)
+
+    def forward(self, x):
+        return self.features(x)
+
+
+@pytest.mark.parametrize("factory", [ConvAlias, PoolAlias])
+def test_fuse_module_with_two_names(factory):
+    model = _seeded(factory)
+    fused = fuse(model)
+    assert len(fused_modules(fused)) == 1
+    x = rand((1, 3, 8, 8), seed=20)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x))
+    assert list(fused.state_dict()) == list(model.state_dict())
+
+
 class SharedReLU(nn.Module):
     """One nn.ReLU object used after two convs (ResNet style): fused through the graph."""
 
@@ -493,6 +595,47 @@ def test_fuse_shared_relu_module():
     with torch.no_grad():
         torch.testing.assert_close(fused(x), model(x))
     assert list(fused.state_dict()) == list(model.state_dict())
+
+
+class PartlyUsed(nn.Module):
+    """forward does not use ``dec``, ``scale`` nor ``decode``; ``offset`` is a plain tensor
+    attribute (not in the state_dict) that it does use."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.enc = nn.Conv2d(8, 8, 3, padding=1)
+        self.dec = nn.Conv2d(8, 12, 3, padding=1)
+        self.register_buffer("scale", torch.full((1,), 2.0))
+        self.offset = torch.full((1,), 0.5)
+
+    def forward(self, x):
+        return F.max_pool2d(F.relu(self.enc(self.body(x))), 2) + self.offset
+
+    def decode(self, y):
+        return F.pixel_shuffle(self.dec(y), 2) * self.scale
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_fuse_graph_module_keeps_unused_children(inplace):
+    model = _seeded(PartlyUsed)
+    x = rand((1, 3, 8, 8), seed=23)
+    with torch.no_grad():
+        ref = model(x)
+    keys = list(model.state_dict())
+    fused = fuse(model, inplace=inplace)
+    assert isinstance(fused, fx.GraphModule) and len(fused_modules(fused)) == 2
+    assert list(fused.state_dict()) == keys
+    fused.load_state_dict(model.state_dict())  # strict
+    assert isinstance(fused.dec, nn.Conv2d) and torch.equal(fused.scale, model.scale)
+    assert not hasattr(fused, "decode")  # documented: only forward is kept
+    assert [type(m) for m in fused.body] == [ConvReLUPool2d, nn.Identity, nn.Identity]
+    # the model keeps its modules, inplace or not (containers are copied before being changed)
+    assert [type(m) for m in model.body] == [nn.Conv2d, nn.ReLU, nn.MaxPool2d]
+    assert isinstance(model.enc, nn.Conv2d)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), ref)
+        torch.testing.assert_close(model(x), ref)
 
 
 class IndexedSequential(nn.Module):

@@ -6,7 +6,11 @@ interpreter (tests/ops/conftest.py turns it on when there is no GPU) on small sh
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import sys
+import textwrap
 import types
 import warnings
 import zlib
@@ -16,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fastcodec import ops
-from fastcodec.ops import _backend, conv_relu_pool, conv_relu_upsample
+from fastcodec.ops import _backend, _conv, conv_relu_pool, conv_relu_upsample
 
 CL = torch.channels_last
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -204,6 +208,97 @@ def test_opcheck():
         (x, weight, None, 1, 1, 1, 1, 2, "torch"),
         test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# torch backend on CPU: the oneDNN fast path and its fallbacks
+# --------------------------------------------------------------------------------------------
+
+needs_onednn = pytest.mark.skipif(not _conv._ONEDNN_POINTWISE, reason="no oneDNN fused conv")
+
+
+@contextlib.contextmanager
+def mkldnn_disabled():
+    with warnings.catch_warnings():  # torch's flags() also sets oneDNN TF32, with a GPU warning
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+@needs_onednn
+def test_mkldnn_disabled_takes_plain_path(monkeypatch):
+    calls = []
+    fused_conv = torch.ops.mkldnn._convolution_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise",
+                        lambda *args: calls.append(1) or fused_conv(*args))
+    x, weight, bias = make(1, 3, 8, 8, 8, 3, 3, seed=30)
+    with mkldnn_disabled():
+        out = conv_relu_pool(x, weight, bias, padding=1, backend="torch")
+        up = conv_relu_upsample(x, weight, bias, padding=1, backend="torch")
+        torch.testing.assert_close(out, ref_pool(x, weight, bias, 1, 1, "max", 2))
+        torch.testing.assert_close(up, ref_upsample(x, weight, bias, 1, 2))
+    assert calls == []
+    conv_relu_pool(x, weight, bias, padding=1, backend="torch")
+    assert calls == [1]  # enabled again: the fused oneDNN kernel
+
+
+_NO_AVX512_SCRIPT = textwrap.dedent("""
+    import torch, torch.nn.functional as F
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if probe is None or probe():
+        print("ISA cap ignored")
+        raise SystemExit(0)
+    from fastcodec.ops import conv_relu_pool, conv_relu_upsample
+    g = torch.Generator().manual_seed(31)
+    x, w, b = (torch.randn(s, generator=g).to(torch.bfloat16) for s in ((1, 3, 8, 8), (8, 3, 3, 3), (8,)))
+    y = F.relu(F.conv2d(x, w, b, 1, 1))
+    torch.testing.assert_close(conv_relu_pool(x, w, b, padding=1, backend="torch"), F.max_pool2d(y, 2))
+    torch.testing.assert_close(conv_relu_upsample(x, w, b, padding=1, backend="torch"),
+                               F.pixel_shuffle(y, 2))
+    print("ok")
+""")
+
+
+def test_bfloat16_on_cpu_without_onednn_bf16():
+    """oneDNN's bf16 convolutions need AVX512 (BW/VL/DQ) or AVX-NE-CONVERT, F.conv2d does not:
+    a CPU without them is simulated by capping oneDNN's ISA (read when oneDNN starts)."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    run = subprocess.run([sys.executable, "-c", _NO_AVX512_SCRIPT], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    if "ISA cap ignored" in run.stdout:
+        pytest.skip("ONEDNN_MAX_CPU_ISA does not turn off oneDNN's bf16 support here")
+    assert run.stdout.strip().endswith("ok")
+
+
+def nan_inputs(dtype, cout=8, seed=32):
+    """One NaN in the input: the convolution output is NaN in a 3x3 corner, finite elsewhere."""
+    x, weight, bias = make(1, 3, 6, 6, cout, 3, 3, dtype, seed=seed)
+    x[0, 1, 1, 1] = float("nan")
+    return x, weight, bias
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+def test_nan_torch_backend_cpu(dtype):
+    """Documented: NaN propagate, except through oneDNN's fused ReLU (CPU, float32/bfloat16),
+    which maps a NaN of the convolution output to 0."""
+    x, weight, bias = nan_inputs(dtype)
+    y = F.conv2d(x, weight, bias, 1, 1)
+    onednn = _conv._onednn_fusable(x, weight, bias)
+    z = F.relu(torch.where(y.isnan(), 0.0, y) if onednn else y)
+    outs = {
+        "max": conv_relu_pool(x, weight, bias, padding=1, pool="max", backend="torch"),
+        "avg": conv_relu_pool(x, weight, bias, padding=1, pool="avg", backend="torch"),
+        "up": conv_relu_upsample(x, weight, bias, padding=1, backend="torch"),
+    }
+    refs = {"max": F.max_pool2d(z, 2), "avg": F.avg_pool2d(z, 2), "up": F.pixel_shuffle(z, 2)}
+    for k, out in outs.items():
+        assert out.isnan().any() != onednn, k
+        torch.testing.assert_close(out, refs[k], equal_nan=True)
+    with mkldnn_disabled():  # the documented way to keep NaN
+        out = conv_relu_pool(x, weight, bias, padding=1, backend="torch")
+    torch.testing.assert_close(out, F.max_pool2d(F.relu(y), 2), equal_nan=True)
+    assert out.isnan().any()
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,6 +634,24 @@ def test_triton_backend_no_bias_and_grad():
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(gx, rx, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(gw, rw, atol=1e-4, rtol=1e-4)
+
+
+@needs_triton
+@pytest.mark.parametrize("pool,k", [("max", 2), ("max", 3), ("avg", 2), ("up", 2)])
+def test_nan_triton_backend(pool, k):
+    """The Triton kernels propagate NaN through the ReLU and the max pooling, as the composition."""
+    x, weight, bias = nan_inputs(torch.float32)
+    ref64 = [t.double() for t in (x, weight, bias)]
+    if pool == "up":
+        out = conv_relu_upsample(*(t.to(TRITON_DEVICE) for t in (x, weight, bias)), padding=1,
+                                 backend="triton")
+        ref = ref_upsample(*ref64, 1, 2)
+    else:
+        out = conv_relu_pool(*(t.to(TRITON_DEVICE) for t in (x, weight, bias)), padding=1,
+                             pool=pool, pool_size=k, backend="triton")
+        ref = ref_pool(*ref64, 1, 1, pool, k)
+    assert ref.isnan().any() and not ref.isnan().all()
+    torch.testing.assert_close(out.cpu().double(), ref, atol=1e-4, rtol=1e-4, equal_nan=True)
 
 
 def test_public_exports():

@@ -30,7 +30,11 @@ from _fastcodec_ops_test_helpers import (  # noqa: E402  (conftest: interpreter 
 )
 
 from fastcodec.kernels import configs as configs_mod  # noqa: E402
-from fastcodec.kernels.conv_relu_pool import conv_relu_pool_triton  # noqa: E402
+from fastcodec.kernels.conv_relu_pool import (  # noqa: E402
+    conv_relu_pool_triton,
+    cudnn_conv_tf32,
+    use_tf32,
+)
 from fastcodec.kernels.conv_relu_upsample import conv_relu_upsample_triton  # noqa: E402
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -43,7 +47,7 @@ LAYOUTS = ["nchw", "channels_last"]
 def _rtol(dtype: torch.dtype) -> float:
     if dtype == torch.float32:
         # Exact fp32 in the interpreter; TF32 products on GPUs when cuDNN would use them.
-        tf32 = DEVICE == "cuda" and torch.backends.cudnn.allow_tf32
+        tf32 = DEVICE == "cuda" and cudnn_conv_tf32()
         return 5e-3 if tf32 else 1e-4
     return {torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
 
@@ -397,13 +401,51 @@ def test_gpu_matches_cudnn(dtype):
     torch.testing.assert_close(up, want, rtol=_rtol(dtype) * 4, atol=_rtol(dtype) * 4)
 
 
+@pytest.fixture
+def restore_fp32_precision():
+    """Puts torch's fp32-precision flags (the per-op API of newer torch) back after the test."""
+    b = torch.backends
+    if not hasattr(getattr(b.cudnn, "conv", None), "fp32_precision"):
+        pytest.skip("this torch has no torch.backends.cudnn.conv.fp32_precision")
+    nodes = (b, b.cudnn, b.cudnn.conv, b.cudnn.rnn)  # parents first
+    saved = [node.fp32_precision for node in nodes]
+    yield b
+    for node, value in zip(nodes, saved):
+        node.fp32_precision = value
+
+
+def test_tf32_follows_cudnn_conv_precision(restore_fp32_precision):
+    b = restore_fp32_precision
+    b.cudnn.conv.fp32_precision = "ieee"  # made the legacy allow_tf32 read raise
+    assert not use_tf32(torch.float32)
+    x, weight, bias, *_ = _make_inputs(1, 3, 4, 5, 6, 3, 3, torch.float32, "nchw", seed=40)
+    out = conv_relu_pool_triton(x, weight, bias, stride=1, pad_top=1, pad_left=1, out_h=5, out_w=6,
+                                pool="max", pool_size=2)
+    want = reference_conv_relu_pool(x, weight, bias, stride=1, pad_top=1, pad_left=1, out_h=5,
+                                    out_w=6, pool="max", pool_size=2)
+    torch.testing.assert_close(out.double().cpu(), want, rtol=1e-4, atol=1e-4)
+    b.cudnn.conv.fp32_precision = "tf32"
+    assert use_tf32(torch.float32) and not use_tf32(torch.float16)
+    # "none" inherits: from torch.backends.cudnn, then from torch.backends
+    b.cudnn.conv.fp32_precision, b.cudnn.fp32_precision = "none", "tf32"
+    assert use_tf32(torch.float32)
+    b.cudnn.fp32_precision, b.fp32_precision = "none", "ieee"
+    assert not use_tf32(torch.float32)
+    b.fp32_precision = "tf32"
+    assert use_tf32(torch.float32)
+    b.fp32_precision = "none"
+    assert not use_tf32(torch.float32)
+
+
 def test_interpreter_mode_matches_device():
     """The interpreter runs exactly when there is no GPU (set by conftest before kernel imports)."""
     assert INTERPRET == (not torch.cuda.is_available())
 
 
 def test_aot_compile_for_sm90(tmp_path):
-    """Each kernel compiles ahead of time for Hopper from the registry (no GPU needed; ptxas runs).
+    """Each kernel compiles ahead of time for Hopper from the registry (no GPU needed; ptxas runs),
+    with NaN-propagating maxima (the interpreter's ``tl.maximum`` propagates NaN whatever its
+    ``propagate_nan``: only the PTX shows the ReLU's NaN handling without a GPU).
 
     Runs in a subprocess: this session's kernels are interpreter objects (TRITON_INTERPRET=1).
     """
@@ -418,6 +460,8 @@ def test_aot_compile_for_sm90(tmp_path):
         "for name, spec in KERNELS.items():\n"
         "    k = spec.compile(torch.float16, spec.configs[0], GPUTarget('cuda', 90, 32))\n"
         "    assert 'wgmma' in k.asm['ptx'] and k.asm['cubin'], name\n"
+        "    # NaN-propagating float maxima only (ReLU, max pooling): max.NaN.f32, never max.f32\n"
+        "    assert 'max.NaN.f32' in k.asm['ptx'] and 'max.f32' not in k.asm['ptx'], name\n"
         "    print(name, 'shared', k.metadata.shared)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
