@@ -18,9 +18,13 @@ the entropy model's quantiles are fitted at the same time by the auxiliary loss 
   exponential moving average of its weights (``--ema-decay``; validated and exported), both
   optimizers, the scaler, the step, the RNG states and the arguments; ``--resume PATH`` (or
   ``--resume auto`` = ``OUT/latest.pt`` when it exists) continues from it. On resume the model
-  config comes from the checkpoint; the other arguments (steps, learning rate, ...) from the
-  command line. A checkpoint with weights only (``model``, ``ema``, ``model_config``, as
-  :mod:`fastcodec.models.slim` writes) starts fresh optimizers and RNG streams.
+  config comes from the checkpoint (model options that contradict it are an error); the other
+  arguments (steps, learning rate, ...) from the command line. A checkpoint with weights only
+  (``model``, ``ema``, ``model_config``, as :mod:`fastcodec.models.slim` writes) starts fresh
+  optimizers and RNG streams, and ``--warmup`` counts from its step.
+* Bad input (missing or empty folders, a crop that is not a multiple of 16, validation images
+  smaller than ``--val-crop``, a file that is not a training checkpoint) is a one-line error
+  (exit status 2) before anything is written.
 * Validation (``--val``, every ``--val-every`` steps): centre crops of the validation images,
   bpp (from the likelihoods of the rounded latent) and PSNR for every quality.
 """
@@ -37,7 +41,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -78,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                "0.04 0.13 (it was grown from smaller models: training/README.md gives the "
                "recipes and the commands that resume them).",
     )
-    p.add_argument("--data", default="../shared/data/train", help="training images folder")
-    p.add_argument("--val", default="../shared/data/val", help="validation images ('' = none)")
+    p.add_argument("--data", required=True,
+                   help="training images folder (recursive; e.g. ../shared/data/train)")
+    p.add_argument("--val", default=None,
+                   help="validation images folder (e.g. ../shared/data/val; default: none)")
     p.add_argument("--out", required=True, help="output folder (log.jsonl, checkpoints)")
-    p.add_argument("--steps", type=int, default=1_000_000, help="total optimizer steps")
-    p.add_argument("--batch-size", type=int, default=8, help="crops per step (per rank)")
+    p.add_argument("--steps", type=_positive_int, default=1_000_000,
+                   help="total optimizer steps (a resumed run counts its earlier steps)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="crops per step (per rank)")
     p.add_argument("--crop", type=int, default=128, help="crop size (multiple of 16)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate of the main Adam")
     p.add_argument("--prior-lr-mult", type=float, default=10.0,
@@ -91,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-at", type=int, nargs="*", default=[],
                    help="steps at which the learning rate is multiplied by --lr-decay")
     p.add_argument("--lr-decay", type=float, default=0.1, help="learning-rate factor")
-    p.add_argument("--warmup", type=int, default=500, help="linear learning-rate warm-up steps")
+    p.add_argument("--warmup", type=int, default=500,
+                   help="linear learning-rate warm-up steps (again after a resume that starts a "
+                        "fresh optimizer)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0 = off)")
     p.add_argument("--ema-decay", type=float, default=0.999,
                    help="exponential moving average of the weights (0 = off): validation and "
@@ -107,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["auto", "channels_last", "contiguous"],
                    help="layout of weights and activations (auto = channels_last on CPU, "
                         "contiguous on CUDA)")
-    p.add_argument("--log-every", type=int, default=50, help="progress line every N steps")
+    p.add_argument("--log-every", type=_positive_int, default=50,
+                   help="progress line every N steps")
     p.add_argument("--val-every", type=int, default=2000, help="0 = only at the end")
     p.add_argument("--val-crop", type=int, default=256, help="centre crop of validation images")
     p.add_argument("--val-max-images", type=int, default=0, help="0 = all")
@@ -152,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def model_config(args) -> dict:
     return dict(
         N=args.N, M=args.M, pool=args.pool, lambdas=list(args.lambdas),
@@ -160,6 +177,58 @@ def model_config(args) -> dict:
         last_width=args.last_width, quantize=args.quantize, first_width=args.first_width,
         skip=args.skip, head_width=args.head_width,
     )
+
+
+class TrainError(ValueError):
+    """A usage problem found before training starts (``fastcodec train`` exits with status 2)."""
+
+
+def _model_flag_conflicts(args, config: dict) -> List[str]:
+    """Model options given on the command line (not at their defaults) that differ from a
+    resumed checkpoint's ``config``: the checkpoint's architecture is the one that trains."""
+    defaults = build_parser()
+
+    def norm(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    conflicts = []
+    for key, value in model_config(args).items():
+        if key not in config or norm(value) == norm(defaults.get_default(key)):
+            continue
+        if norm(value) != norm(config[key]):
+            conflicts.append(f"--{key.replace('_', '-')} {value} (checkpoint: {config[key]})")
+    return conflicts
+
+
+def _check_inputs(args) -> Tuple[List[Path], Optional[dict], Optional[str]]:
+    """Usage errors before anything is written (TrainError): the crop, the image folders, the
+    checkpoint and model options that contradict it. Returns (training image paths, the
+    checkpoint or None, its path or None)."""
+    if args.crop % 16 or args.crop < 16:
+        raise TrainError(f"--crop must be a positive multiple of 16, got {args.crop}")
+    try:
+        paths = list_images(args.data)
+        if args.val:
+            list_images(args.val)
+    except FileNotFoundError as exc:
+        raise TrainError(str(exc)) from None
+    if not paths:
+        raise TrainError(f"no training images ({', '.join(sorted(_IMAGE_SUFFIXES))}) in "
+                         f"{args.data}")
+    if args.max_images:
+        paths = paths[: args.max_images]
+    resume = args.resume
+    if resume == "auto":
+        latest = Path(args.out) / "latest.pt"
+        resume = str(latest) if latest.exists() else None
+    ckpt = load_checkpoint(resume) if resume else None
+    if ckpt:
+        conflicts = _model_flag_conflicts(args, ckpt["model_config"])
+        if conflicts:
+            raise TrainError("a resumed run keeps its checkpoint's architecture; these options "
+                             "contradict it: " + ", ".join(conflicts) + " (widen or narrow a "
+                             "model with python -m fastcodec.models.slim)")
+    return paths, ckpt, resume
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,10 +301,14 @@ def load_val(folder, size: int, max_images: int = 0) -> Optional[torch.Tensor]:
     if max_images:
         paths = paths[:max_images]
     crops = [centre_crop(load_rgb(p), size) for p in paths]
-    crops = [c for c in crops if c.shape[:2] == (size, size)]
-    if not crops:
-        return None
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    kept = [c for c in crops if c.shape[:2] == (size, size)]
+    if not kept:
+        raise TrainError(f"no validation image in {folder} is at least {size}x{size} "
+                         f"({len(crops)} images); lower --val-crop or leave out --val")
+    if len(kept) < len(crops):
+        print(f"[train] note: {len(crops) - len(kept)} of {len(crops)} validation images are "
+              f"smaller than --val-crop {size} and are left out", flush=True)
+    return torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +390,19 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A training checkpoint (of ``fastcodec train`` or ``python -m fastcodec.models.slim``);
+    TrainError for anything else."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise TrainError(f"no checkpoint {path}") from None
+    except Exception as exc:  # truncated, not a torch file, ...
+        raise TrainError(f"{path} is not a readable checkpoint: {exc}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        hint = (" (a shipped weights file: training resumes from training checkpoints)"
+                if isinstance(ckpt, dict) and ckpt.get("format") == "fastcodec-weights" else "")
+        raise TrainError(f"{path} is not a fastcodec training checkpoint{hint}")
+    return ckpt
 
 
 def load_model(path, device="cpu", ema: bool = True) -> CodecModel:
@@ -349,8 +434,10 @@ def resolve_memory_format(name: str, device: torch.device) -> torch.memory_forma
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 
-def learning_rate(args, step: int) -> float:
-    lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+def learning_rate(args, step: int, opt_start: int = 0) -> float:
+    """``--lr`` at ``step``: warmed up linearly over ``--warmup`` steps from ``opt_start`` (the
+    step at which the optimizer started fresh), times ``--lr-decay`` per passed decay step."""
+    lr = args.lr * min(1.0, (step - opt_start + 1) / max(1, args.warmup))
     for s in args.lr_decay_at:
         if step >= s:
             lr *= args.lr_decay
@@ -412,9 +499,14 @@ def _rate_grad_scale(revived: dict, step: int, channels: int, device) -> Optiona
 
 
 def run(args) -> dict:
-    """Trains as ``args`` says; returns the last progress record (rank 0) or {}."""
-    if args.crop % 16:
-        raise ValueError(f"--crop must be a multiple of 16, got {args.crop}")
+    """Trains as ``args`` says; returns the last progress record (rank 0) or {}. Raises
+    TrainError for usage problems, before anything is written."""
+    paths, ckpt, resume = _check_inputs(args)
+    if ckpt and int(ckpt.get("step", 0)) >= args.steps:
+        print(f"[train] {resume} is at step {int(ckpt.get('step', 0))}, not below --steps "
+              f"{args.steps}: nothing to do (raise --steps to continue)", flush=True)
+        return {}
+    val = load_val(args.val, args.val_crop, args.val_max_images) if args.val else None
     distributed = "LOCAL_RANK" in os.environ
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -444,16 +536,13 @@ def run(args) -> dict:
         raise ValueError("--amp fp16 is for CUDA; on CPU use bf16 or none")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
-    resume = args.resume
-    if resume == "auto":
-        resume = str(out / "latest.pt") if (out / "latest.pt").exists() else None
-    ckpt = load_checkpoint(resume) if resume else None
-
     random.seed(args.seed + rank)
     np.random.seed((args.seed + rank) % 2**32)
     torch.manual_seed(args.seed + rank)
 
     config = ckpt["model_config"] if ckpt else model_config(args)
+    # the model options as they apply (a resumed run keeps the checkpoint's)
+    recorded_args = {**vars(args), **{k: v for k, v in config.items() if k in vars(args)}}
     memory_format = resolve_memory_format(args.memory_format, device)
     model = CodecModel.from_config(config).to(device, memory_format=memory_format)
     if ckpt:
@@ -482,20 +571,18 @@ def run(args) -> dict:
 
         ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    paths = list_images(args.data)
-    if args.max_images:
-        paths = paths[: args.max_images]
     t0 = time.perf_counter()
     images = [load_rgb(p) for p in paths]
     sampler = CropSampler(images, args.crop, [args.seed, rank])
-    val = load_val(args.val, args.val_crop, args.val_max_images) if (is_main and args.val) else None
+    val = val if is_main else None
 
     lineage = list(ckpt.get("lineage", [])) if ckpt else []  # runs this one continues
     revived = _revive_schedule(ckpt, args)
-    step = 0
-    if ckpt and "optimizer" not in ckpt:  # weights only (fastcodec.models.slim): fresh start
-        step = int(ckpt.get("step", 0))
+    step = opt_start = 0  # opt_start: where the optimizer started fresh (its warm-up counts from)
+    if ckpt and "optimizer" not in ckpt:  # weights only (slim, committed ones): fresh optimizer
+        step = opt_start = int(ckpt.get("step", 0))
     elif ckpt:
+        opt_start = int(ckpt.get("opt_start", 0))
         opt.load_state_dict(ckpt["optimizer"])
         aux_opt.load_state_dict(ckpt["aux_optimizer"])
         if ckpt.get("scaler"):
@@ -513,7 +600,7 @@ def run(args) -> dict:
             {"event": "start", "step": step, "resume": resume, "device": str(device),
              "world_size": world, "amp": amp, "threads": torch.get_num_threads(),
              "images": len(images), "val_images": 0 if val is None else int(val.shape[0]),
-             "params": n_params, "model_config": config, "args": vars(args),
+             "params": n_params, "model_config": config, "args": recorded_args,
              "load_s": round(time.perf_counter() - t0, 2), "time": time.time()},
             f"[train] {len(images)} images ({time.perf_counter() - t0:.1f} s), device {device}"
             f" x{world}, amp {amp}, threads {torch.get_num_threads()}, {n_params:,} params, "
@@ -531,8 +618,9 @@ def run(args) -> dict:
             "aux_optimizer": aux_opt.state_dict(),
             "scaler": scaler.state_dict(),
             "step": step,
+            "opt_start": opt_start,
             "rng": rng_state(sampler),
-            "args": vars(args),
+            "args": recorded_args,
             "world_size": world,
             "time": time.time(),
             "lineage": lineage,
@@ -580,7 +668,7 @@ def run(args) -> dict:
     failed = False
     try:
         while step < args.steps and not stop_now():
-            lr = learning_rate(args, step)
+            lr = learning_rate(args, step, opt_start)
             for group, mult in zip(opt.param_groups, (1.0, args.prior_lr_mult)):
                 group["lr"] = lr * mult  # the command line wins over a resumed state
             for group in aux_opt.param_groups:
@@ -689,7 +777,11 @@ def run(args) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    run(args)
+    try:
+        run(args)
+    except TrainError as exc:
+        print(f"fastcodec train: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -194,6 +194,13 @@ def export_checkpoint(checkpoint_path, out_path=None, model_id: str = DEFAULT_MO
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint_path}")
     out = Path(out_path) if out_path is not None else _weights_dir() / f"{model_id}.pt"
+    if out.name != f"{model_id}.pt":
+        raise ValueError(f"the file must be named {model_id}.pt (models are found by file name: "
+                         f"{WEIGHTS_PATH_ENV}), got {out.name}")
+    existing = _find_weights(model_id)
+    if existing is not None and existing.resolve() != out.resolve():
+        raise FileExistsError(f"model {model_id!r} is already installed at {existing}, which "
+                              f"would be the one loaded; export under a new model id")
     if out.exists() and not overwrite:
         raise FileExistsError(
             f"{out} exists: files coded with those weights would no longer decode; export "

@@ -121,12 +121,79 @@ def _args_list(data, out):
 
 def test_learning_rate_schedule():
     args = T.build_parser().parse_args(
-        ["--out", "x", "--lr", "1e-3", "--warmup", "10", "--lr-decay-at", "100", "200"]
+        ["--data", "d", "--out", "x", "--lr", "1e-3", "--warmup", "10", "--lr-decay-at", "100",
+         "200"]
     )
     assert T.learning_rate(args, 0) == pytest.approx(1e-4)
     assert T.learning_rate(args, 50) == pytest.approx(1e-3)
     assert T.learning_rate(args, 150) == pytest.approx(1e-4)
     assert T.learning_rate(args, 250) == pytest.approx(1e-5)
+    # a fresh optimizer at step 1000 warms up again; the decay steps stay absolute
+    assert T.learning_rate(args, 1004, opt_start=1000) == pytest.approx(0.5 * 1e-5)
+    assert T.learning_rate(args, 1010, opt_start=1000) == pytest.approx(1e-5)
+
+
+def test_a_weights_only_resume_warms_up_a_fresh_optimizer(tiny_images, tmp_path):
+    """Committed checkpoints hold weights only: Adam starts fresh there, so --warmup counts from
+    the resumed step (and a later full checkpoint carries on where that warm-up was)."""
+    first = tmp_path / "first"
+    T.run(_args(tiny_images, first, "--steps", "5", "--val", ""))
+    full = T.load_checkpoint(first / "latest.pt")
+    light = tmp_path / "weights.pt"
+    T.save_checkpoint(light, {"model": full["ema"], "model_config": full["model_config"],
+                              "step": 5})
+    out = tmp_path / "resumed"
+    T.run(_args(tiny_images, out, "--steps", "8", "--val", "", "--resume", str(light),
+                "--warmup", "4", "--log-every", "1", "--lr", "1e-3", "--ckpt-every", "7"))
+    lrs = {r["step"]: r["lr"] for r in _log(out) if r["event"] == "train"}
+    assert lrs == pytest.approx({6: 2.5e-4, 7: 5e-4, 8: 7.5e-4})
+    assert T.load_checkpoint(out / "latest.pt")["opt_start"] == 5
+    # resuming that full checkpoint continues the same warm-up
+    T.run(_args(tiny_images, out, "--steps", "9", "--val", "", "--resume", "auto",
+                "--warmup", "4", "--log-every", "1", "--lr", "1e-3"))
+    assert [r["lr"] for r in _log(out) if r["event"] == "train"][-1] == pytest.approx(1e-3)
+
+
+def test_usage_errors_are_one_line_and_write_nothing(tiny_images, tmp_path, capsys):
+    base = ["--data", str(tiny_images), "--N", "8", "--M", "8", "--crop", "32",
+            "--batch-size", "2", "--steps", "2", "--threads", "1", "--val", ""]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    from fastcodec.zoo import weights_path
+
+    cases = [
+        (["--data", str(tmp_path / "nope")], "image folder not found"),
+        (["--data", str(empty)], "no training images"),
+        (["--crop", "40"], "multiple of 16"),
+        (["--val", str(tmp_path / "nope")], "image folder not found"),
+        (["--val", str(tiny_images), "--val-crop", "64"], "at least 64x64"),
+        (["--resume", str(junk)], "is not a readable checkpoint"),
+        (["--resume", str(tmp_path / "missing.pt")], "no checkpoint"),
+        (["--resume", str(weights_path())], "shipped weights file"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out"
+        assert T.main([*base, "--out", str(out), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("fastcodec train: error: ") and message in err, (extra, err)
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+    # model options that contradict the resumed checkpoint are refused ...
+    run = tmp_path / "run"
+    assert T.main([*base, "--out", str(run)]) == 0
+    before = (run / "latest.pt").read_bytes()
+    assert T.main([*base, "--out", str(run), "--resume", "auto", "--steps", "4", "--N", "16",
+                   "--skip"]) == 2
+    err = capsys.readouterr().err
+    assert "--N 16 (checkpoint: 8)" in err and "--skip True (checkpoint: False)" in err
+    # ... and a run already at --steps does nothing (its checkpoint stays as it was)
+    assert T.main([*base, "--out", str(run), "--resume", "auto", "--steps", "1"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (run / "latest.pt").read_bytes() == before
+    with pytest.raises(SystemExit):  # --log-every 0 would divide by zero
+        T.build_parser().parse_args([*base, "--out", "x", "--log-every", "0"])
 
 
 @pytest.mark.parametrize("amp,layout", [("bf16", "auto"), ("none", "contiguous")])

@@ -176,7 +176,7 @@ def _as_version_1(obj: dict) -> dict:
 
 def test_tables_are_stored_without_padding_and_version_1_files_still_load(tmp_path):
     _tiny_checkpoint(tmp_path / "latest.pt")
-    out = zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "t2.pt", "t")
+    out = zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "t2" / "t.pt", "t")
     obj = torch.load(out, weights_only=True)
     assert obj["format_version"] == zoo.FORMAT_VERSION == 2
     for t in obj["tables"]:
@@ -202,7 +202,7 @@ def test_tables_are_stored_without_padding_and_version_1_files_still_load(tmp_pa
 ])
 def test_damaged_weights_files_are_refused_clearly(tmp_path, damage, match):
     _tiny_checkpoint(tmp_path / "latest.pt")
-    obj = torch.load(zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "w.pt", "t"),
+    obj = torch.load(zoo.export_checkpoint(tmp_path / "latest.pt", tmp_path / "w" / "t.pt", "t"),
                      weights_only=True)
     damage(obj)
     torch.save(obj, tmp_path / "bad.pt")
@@ -225,10 +225,10 @@ def test_export_prefers_the_weight_average(tmp_path):
 def test_export_rejects_other_files(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="not a fastcodec training checkpoint"):
-        zoo.export_checkpoint(tmp_path / "x.pt", tmp_path / "o.pt")
+        zoo.export_checkpoint(tmp_path / "x.pt", tmp_path / "o.pt", "o")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        zoo.export_checkpoint(tmp_path / "junk.pt", tmp_path / "o.pt")
+        zoo.export_checkpoint(tmp_path / "junk.pt", tmp_path / "o.pt", "o")
     with pytest.raises(ValueError, match="model id"):
         zoo.export_checkpoint(tmp_path / "x.pt", tmp_path / "o.pt", model_id="a b")
     assert not (tmp_path / "o.pt").exists()
@@ -251,6 +251,14 @@ def test_export_cli(tmp_path, capsys):
     assert zoo.main(args) == 1
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
     assert zoo.main(args + ["--force"]) == 0
+    # the file is found by its name, and an installed id is never shadowed
+    assert zoo.main(["export", str(tmp_path / "ck.pt"), "-o", str(tmp_path / "other.pt"),
+                     "--model-id", "tiny-3"]) == 1
+    assert "must be named tiny-3.pt" in capsys.readouterr().err
+    assert zoo.main(["export", str(tmp_path / "ck.pt"), "-o", str(tmp_path / "v" /
+                     f"{zoo.DEFAULT_MODEL}.pt"), "--model-id", zoo.DEFAULT_MODEL]) == 1
+    assert "already installed" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
     with pytest.raises(SystemExit):  # the id is never implied
         zoo.main(["export", str(tmp_path / "ck.pt"), "-o", str(tmp_path / "other.pt")])
     assert zoo.main(["export", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "m.pt"),
