@@ -390,17 +390,19 @@ class CodecResults:
 
     def fill_ratios(self) -> None:
         """fastcodec's MP/s over each baseline's, same op: the factorized model on the same
-        device, precision and batch; Pillow (all-cores thread pool) for CPU rows of the full image set."""
+        device, precision and batch only (no ratio when that row was not measured: a float32
+        baseline would flatter a bfloat16 fastcodec row); Pillow (all-cores thread pool) for
+        CPU rows of the full image set."""
         n = len(self.images.images) if self.images else None
         pillow_threads = os.cpu_count() or 1
         for (codec, op, device, batch, _), info in self.rows.items():
             if not codec.startswith("fastcodec"):
                 continue
-            # the baseline in the same precision when measured, else its float32 row
-            base = (self._find("factorized", op, device, batch)
-                    or self._find("factorized", op, device.split("-")[0], batch))
+            base = self._find("factorized", op, device, batch)
             if base is not None:
                 info["speedup_vs_factorized"] = info["MP_per_s"] / base["MP_per_s"]
+            else:
+                info.pop("speedup_vs_factorized", None)
             if device == "cpu" and batch == n:
                 for fmt in PILLOW_FORMATS:
                     other = self._find(f"pillow-{fmt}", op, "cpu", n, pillow_threads)
@@ -470,7 +472,9 @@ class CodecResults:
                     continue
                 bits = [f"{k[len('speedup_vs_'):]} {v:.3g}x" for k, v in info.items()
                         if k.startswith("speedup_vs_")]
-                parts.append(f"{op}: " + (", ".join(bits) if bits else "no baseline"))
+                if "speedup_vs_factorized" not in info:  # only equal precisions are compared
+                    bits.insert(0, f"factorized n/a (no factorized {device} b{batch} row)")
+                parts.append(f"{op}: " + ", ".join(bits))
             lines.append(f"  {device} b{batch}: " + "; ".join(parts))
         cpu = [self._find("fastcodec", op, "cpu", b) for op in ("encode", "decode")
                for b in sorted({b for (c, _, d, b, _) in self.rows if d == "cpu"})]

@@ -55,6 +55,7 @@ _OPS_ENV = pytest.StashKey[object]()  # ops_workload.OpsEnv, once an ops benchma
 _OPS_SKIPS = pytest.StashKey[dict]()
 _OPS_GIT = pytest.StashKey[str]()
 _OPS_CPU_START = pytest.StashKey[tuple]()
+_SKIPPED_ANCHORS = pytest.StashKey[list]()  # note_skipped_anchor() records, for the JSON
 
 
 def pytest_addoption(parser):
@@ -158,6 +159,7 @@ def pytest_configure(config):
     config.stash[_BATCH] = {}
     config.stash[_SKIPS] = {}
     config.stash[_OPS_SKIPS] = {}
+    config.stash[_SKIPPED_ANCHORS] = []
     config.stash[_CPU_START] = _cpu_snapshot()
 
 
@@ -257,9 +259,44 @@ def note_skip(pytestconfig):
         if key not in skips:
             skips[key] = reason
             print(f"\n[benches] {CODERS.get(key, key)} skipped: {reason}", flush=True)
+            if key in ANCHORS:
+                note_skipped_anchor(pytestconfig, group="coder", anchor=key,
+                                    ratio=f"speedup_vs_{key}", reason=reason,
+                                    applies=_is_fastcodec_coder)
         pytest.skip(f"{CODERS.get(key, key)}: {reason}")
 
     return skip
+
+
+def _is_fastcodec_coder(info: dict) -> bool:
+    return str(info.get("coder", "")).startswith("fastcodec")
+
+
+def note_skipped_anchor(config, *, group: str, anchor: str, ratio: str, reason: str,
+                        applies) -> None:
+    """Keeps a skipped anchor for the results JSON: ``skipped_anchors`` (written by
+    :func:`pytest_benchmark_update_json`) lists ``{group, anchor, ratio, reason, rows}``, where
+    ``ratio`` is the ``extra_info`` key the anchor would have filled and ``rows`` the benchmarks
+    of ``group`` that would have had it (``applies(extra_info)``), so ``fastcodec bench`` (also
+    ``--from FILE``) shows n/a with the reason instead of leaving the column out."""
+    records = config.stash.get(_SKIPPED_ANCHORS, None)
+    if records is None:
+        records = config.stash[_SKIPPED_ANCHORS] = []
+    if not any(r["group"] == group and r["anchor"] == anchor for r in records):
+        records.append({"group": group, "anchor": anchor, "ratio": ratio, "reason": reason,
+                        "applies": applies})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """pytest-benchmark's hook: adds ``skipped_anchors`` (see :func:`note_skipped_anchor`)."""
+    skipped = []
+    for rec in config.stash.get(_SKIPPED_ANCHORS, []):
+        rows = [b.get("name") for b in output_json.get("benchmarks", [])
+                if b.get("group") == rec["group"] and rec["applies"](b.get("extra_info") or {})]
+        skipped.append({k: v for k, v in rec.items() if k != "applies"} | {"rows": rows})
+    if skipped:
+        output_json["skipped_anchors"] = skipped
 
 
 @pytest.fixture(scope="session")

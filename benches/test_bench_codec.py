@@ -10,9 +10,10 @@ when its rows are recorded (they are filled in again at the end):
 * ``test_pillow[<op>-<format>-<n>thread(s)]``: the whole image set, one image after the other
   (1 thread) or over a pool of all cores;
 * ``test_factorized[<op>-<device>-b<batch>]`` and ``test_fastcodec[<op>-<device>-b<batch>]``:
-  one ``encode`` / ``decode`` call on ``batch`` images; devices ``cpu`` and, when torch sees a
-  GPU, ``cuda`` (and ``cuda-bf16``: fastcodec's transforms in bfloat16); otherwise the CUDA rows
-  are skipped with the reason.
+  one ``encode`` / ``decode`` call on ``batch`` images; devices ``cpu``, ``cpu-bf16`` and, when
+  torch sees a GPU, ``cuda`` and ``cuda-bf16`` (``-bf16``: the transforms in bfloat16, both
+  codecs, so fastcodec's ratios compare equal precisions); otherwise the CUDA rows are skipped
+  with the reason.
 
 Each records ``MP_per_s``, ``images_per_s``, ``bpp``, ``psnr_db`` (decode rows), the peak host
 memory of the warm-up call (``peak_host_bytes``: this process's resident memory;
@@ -36,7 +37,7 @@ import pytest
 import torch
 
 import codec_workload as cw
-from conftest import _cpu_snapshot, _other_cores, run_benchmark
+from conftest import _cpu_snapshot, _other_cores, note_skipped_anchor, run_benchmark
 from factorized_baseline import FactorizedReimpl, load_baseline
 
 pytestmark = pytest.mark.benchmark(group="codec")
@@ -46,6 +47,9 @@ OPS = ("encode", "decode")
 #: Images the factorized baseline's latent spreads are set on (factorized_baseline.py).
 CALIBRATION_IMAGES = 2
 _PLUGIN = "fastcodec-codec-summary"
+#: Device ids of the cases (``-bf16``: transforms in bfloat16); the CUDA ones skip without CUDA.
+FASTCODEC_DEVICES = ("cpu", "cpu-bf16", "cuda", "cuda-bf16")
+FACTORIZED_DEVICES = FASTCODEC_DEVICES
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,10 +73,10 @@ def pytest_generate_tests(metafunc):
                  for op in OPS for fmt in cw.PILLOW_FORMATS for t in sorted({1, CORES})]
         metafunc.parametrize("pillow_case", cases)
     if "factorized_case" in metafunc.fixturenames:
-        metafunc.parametrize("factorized_case", _cases(("cpu", "cpu-bf16", "cuda"), quick))
+        # every fastcodec device has its factorized row: ratios compare equal precisions
+        metafunc.parametrize("factorized_case", _cases(FACTORIZED_DEVICES, quick))
     if "fastcodec_case" in metafunc.fixturenames:
-        metafunc.parametrize("fastcodec_case",
-                             _cases(("cpu", "cpu-bf16", "cuda", "cuda-bf16"), quick))
+        metafunc.parametrize("fastcodec_case", _cases(FASTCODEC_DEVICES, quick))
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,11 +186,16 @@ def _record(benchmark, results, *, images, out_bytes, seconds, best, extra, **ke
 # Pillow
 
 
-def test_pillow(benchmark, pillow_case, codec_results, quick):
+def test_pillow(benchmark, pillow_case, codec_results, quick, pytestconfig):
     op, fmt, threads = pillow_case
     why = cw.pillow_available(fmt)
     if why:
         codec_results.skip(f"pillow-{fmt}", why)
+        n = len(codec_results.images.images)  # fill_ratios: Pillow ratios of these rows only
+        note_skipped_anchor(
+            pytestconfig, group="codec", anchor=f"pillow-{fmt}", ratio=f"speedup_vs_{fmt}",
+            reason=why, applies=lambda info: (info.get("codec"), info.get("device"),
+                                              info.get("batch")) == ("fastcodec", "cpu", n))
         pytest.skip(why)
     images = codec_results.images.images
     codec = cw.PillowCodec(fmt, threads)
@@ -221,7 +230,7 @@ def factorized_models(codec_results):
     cache = {}
 
     def get(device: str):
-        """``device``: a case id (``cpu``, ``cpu-bf16``, ``cuda``)."""
+        """``device``: a case id (``cpu``, ``cpu-bf16``, ``cuda``, ``cuda-bf16``)."""
         if device not in cache:
             calibration = codec_results.images.images[:CALIBRATION_IMAGES]
             model, why_not = load_baseline(calibration, device.split("-")[0], _dtype(device))

@@ -17,12 +17,16 @@ What a run does:
    ``benches/results/<group>-<host>-<date>-<commit>[-quick].json`` (``<host>``: ``cpu``, or
    ``gpu-<model>`` when a GPU is visible);
 3. prints a compact table per benchmark group (median, spread, throughput in the group's units,
-   speed-ups over the anchors measured in the same run);
+   speed-ups over the anchors measured in the same run; n/a with the reason for an anchor the
+   run skipped, from the file's ``skipped_anchors``);
 4. with ``--compare OLD.json``: ratio columns new/old per benchmark and a flag where the change
-   exceeds the measured spread (rule: :data:`COMPARE_RULE`);
+   exceeds the measured spread (rule: :data:`COMPARE_RULE`); a warning when the machines differ,
+   and rows of a different model / quality / dtype are "not comparable", never flagged;
 5. with ``--plot``: PNGs in ``benches/results/plots/`` -- fastcodec's coder throughput vs batch
    size (from this run's ``coder-batch`` benchmarks) and the history of a metric across all the
-   stored results files.
+   stored results files (one line per benchmark, workload, model and machine).
+
+``--compare``'s file is read, and matplotlib imported for ``--plot``, before the suite runs.
 
 No timing is ever asserted: the exit status is pytest's (a benchmark fails only when its output is
 wrong), so CI can run ``fastcodec bench --quick`` as a smoke test.
@@ -228,6 +232,15 @@ def main(argv=None) -> int:
 def _main(args: argparse.Namespace) -> int:
     if args.group in PLANNED_GROUPS:
         raise BenchError(f"group {args.group!r} is not there yet: {PLANNED_GROUPS[args.group]}")
+    # What the options need is checked before the (long) run, not after it.
+    old_data = load_results(Path(args.compare)) if args.compare else None
+    plt = None
+    if args.plot:
+        try:
+            plt = _pyplot()
+        except ImportError as exc:
+            raise BenchError(f"--plot needs matplotlib ({exc}): pip install 'fastcodec[bench]' "
+                             "(or pip install matplotlib)") from None
     if args.from_file:
         results_dir = Path(args.results_dir) if args.results_dir else _default_results_dir(args)
         path = latest_results(results_dir) if args.from_file == "latest" else Path(args.from_file)
@@ -244,26 +257,26 @@ def _main(args: argparse.Namespace) -> int:
     print("\n".join(table_lines(data)))
     if args.compare:
         old_path = Path(args.compare)
-        rows = compare(load_results(old_path), data, args.spread_factor, args.min_spread)
+        rows = compare(old_data, data, args.spread_factor, args.min_spread)
+        machines = machine_differences(old_data, data)
         print()
-        print("\n".join(compare_lines(rows, old_path, path, args.spread_factor, args.min_spread)))
+        print("\n".join(compare_lines(rows, old_path, path, args.spread_factor, args.min_spread,
+                                     machines=machines)))
         if not args.from_file:  # a fresh run keeps what it was compared with
             data["comparison"] = {
                 "against": str(old_path),
                 "rule": COMPARE_RULE.format(factor=args.spread_factor, floor=args.min_spread),
+                "machine_differences": machines,
                 "flagged": {r.name: round(r.ratio, 4) for r in rows if r.flag},
-                "ratios": {r.name: round(r.ratio, 4) for r in rows if r.ratio is not None},
+                "ratios": {r.name: round(r.ratio, 4) for r in rows
+                           if r.ratio is not None and r.comparable},
+                "not_comparable": {r.name: r.note for r in rows if not r.comparable},
             }
             write_results(path, data)
     if args.plot:
         plot_dir = Path(args.plot_dir) if args.plot_dir else results_dir / "plots"
-        try:
-            written = make_plots(path, data, results_dir, plot_dir, args.history_metric,
-                                 tuple(args.history_bench or HISTORY_BENCHES))
-        except ImportError:
-            print("fastcodec bench: --plot needs matplotlib: pip install 'fastcodec[bench]' "
-                  "(or pip install matplotlib)", file=sys.stderr)
-            return rc or 2
+        written = make_plots(path, data, results_dir, plot_dir, args.history_metric,
+                             tuple(args.history_bench or HISTORY_BENCHES), plt=plt)
         for p in written:
             print(f"plot: {p}")
     return rc
@@ -640,7 +653,11 @@ def result_commit(data: dict) -> str:
         return git["commit"][:7] + ("+" if git.get("dirty") else "")
     info = data.get("commit_info") or {}
     cid = info.get("id") or ""
-    return cid[:7] + ("+" if info.get("dirty") else "") if cid else "?"
+    if not cid:
+        return "?"
+    # pytest-benchmark writes "unversioned" outside a git checkout: a word, not a hash to cut
+    short = cid[:7] if re.fullmatch(r"[0-9a-f]{7,40}", cid) else cid
+    return short + ("+" if info.get("dirty") else "")
 
 
 def stored_results(results_dir: Path) -> list:
@@ -714,6 +731,25 @@ def _group_of(bench: dict) -> str:
     return bench.get("group") or "(none)"
 
 
+def skipped_anchors(data: dict) -> list:
+    """The anchors the run skipped (``skipped_anchors``, written by benches/conftest.py):
+    ``[{"group", "anchor", "ratio", "reason", "rows"}]``; ``rows`` (the benchmarks that would
+    have had the ``ratio`` column) defaults to the group's fastcodec benchmarks."""
+    out = []
+    for s in data.get("skipped_anchors") or []:
+        if not isinstance(s, dict) or not s.get("anchor"):
+            continue
+        group = s.get("group") or "(none)"
+        ratio = s.get("ratio") or f"speedup_vs_{s['anchor']}"
+        rows = s.get("rows")
+        if not isinstance(rows, list):
+            rows = [b["name"] for b in data["benchmarks"]
+                    if _group_of(b) == group and "fastcodec" in b["name"]]
+        out.append({"group": group, "anchor": s["anchor"], "ratio": ratio,
+                    "reason": s.get("reason") or "?", "rows": rows})
+    return out
+
+
 def table_lines(data: dict) -> list:
     """A compact table per benchmark group."""
     machine = data.get("machine") or {}
@@ -748,10 +784,13 @@ def table_lines(data: dict) -> list:
     by_group: dict = {}
     for bench in data["benchmarks"]:
         by_group.setdefault(_group_of(bench), []).append(bench)
+    skipped = skipped_anchors(data)
     for group, benches in by_group.items():
         infos = [b.get("extra_info") or {} for b in benches]
         units = [k for k in UNITS if any(isinstance(i.get(k), (int, float)) for i in infos)]
-        ratios = sorted({k for i in infos for k in i if k.startswith("speedup_vs_")})
+        missing = {skip["ratio"]: skip for skip in skipped if skip["group"] == group}
+        ratios = sorted({k for i in infos for k in i if k.startswith("speedup_vs_")}
+                        | set(missing))
         width = max(24, *(len(_short_name(b["name"])) + 2 for b in benches))
         header = f"{'benchmark':<{width}}{'median':>11}{'IQR':>7}{'rounds':>7}"
         header += "".join(f"{UNITS[k][0]:>10}" for k in units)
@@ -768,8 +807,18 @@ def table_lines(data: dict) -> list:
                 row += f"{format(value * scale, spec) if isinstance(value, (int, float)) else '-':>10}"
             for k in ratios:
                 value = info.get(k)
-                row += f"{f'{value:.2f}x' if isinstance(value, (int, float)) else '-':>{max(10, len(k) - 7)}}"
+                if isinstance(value, (int, float)):
+                    cell = f"{value:.2f}x"
+                else:
+                    cell = "n/a" if k in missing and bench["name"] in missing[k]["rows"] else "-"
+                row += f"{cell:>{max(10, len(k) - 7)}}"
             lines.append(row)
+        for k, skip in missing.items():
+            lines.append(f"vs {k[len('speedup_vs_'):]}: n/a, {skip['anchor']} skipped: "
+                         f"{skip['reason']}")
+    for skip in skipped:
+        if skip["group"] not in by_group:
+            lines.append(f"{skip['anchor']} (group {skip['group']}) skipped: {skip['reason']}")
     lines.append("")
     lines.append("median: median round (CUDA-event median for GPU ops); IQR: interquartile range "
                  "of the rounds / median; vs X: speed-up over X in the same run (> 1: faster)")
@@ -778,6 +827,31 @@ def table_lines(data: dict) -> list:
 
 # --------------------------------------------------------------------------------------------
 # compare
+
+
+#: ``extra_info`` keys that say *what* a benchmark ran beyond its name (the codec's model, its
+#: quality, the ops' dtype): a row whose value differs between the files is not comparable.
+IDENTITY_KEYS = ("model", "quality", "dtype")
+
+
+def machine_identity(data: dict) -> dict:
+    """``{"CPU", "cores", "GPU"}`` of a results file: its ``machine`` block, else
+    pytest-benchmark's ``machine_info`` (which has no GPU: ``None`` = not recorded)."""
+    machine = data.get("machine") or {}
+    cpu = (data.get("machine_info") or {}).get("cpu") or {}
+    return {
+        "CPU": machine.get("cpu") or cpu.get("brand_raw"),
+        "cores": machine.get("cores") or cpu.get("count"),
+        "GPU": (machine.get("gpu") or "none") if machine else None,
+    }
+
+
+def machine_differences(old: dict, new: dict) -> list:
+    """``["CPU AMD EPYC vs Intel Xeon", ...]`` (old vs new): what differs between the machines
+    of two results files, among what both recorded."""
+    a, b = machine_identity(old), machine_identity(new)
+    return [f"{key} {a[key]} vs {b[key]}" for key in a
+            if a[key] is not None and b[key] is not None and a[key] != b[key]]
 
 
 @dataclass
@@ -794,6 +868,8 @@ class CompareRow:
     threshold: Optional[float] = None
     flag: str = ""
     note: str = ""
+    #: False when the two rows ran different things (IDENTITY_KEYS): never flagged then.
+    comparable: bool = True
 
 
 def _key(bench: dict) -> tuple:
@@ -814,16 +890,25 @@ def compare(old: dict, new: dict, factor: float = SPREAD_FACTOR,
             row.note = "only in the new file" if b_old is None else "only in the old file"
             continue
         i_old, i_new = b_old.get("extra_info") or {}, b_new.get("extra_info") or {}
+        differs = [f"{k} {i_old[k]} vs {i_new[k]}" for k in IDENTITY_KEYS
+                   if k in i_old and k in i_new and i_old[k] != i_new[k]]
+        if differs:
+            row.comparable = False
+            row.note = f"not comparable ({', '.join(differs)})"
         t_old, t_new = bench_time(b_old), bench_time(b_new)
         if not t_old or not t_new:
-            row.note = "no time"
+            row.note = "; ".join(filter(None, [row.note, "no time"]))
             continue
         if i_old.get("workload") != i_new.get("workload"):
             if i_old.get("symbols") and i_new.get("symbols"):
                 t_old, t_new = t_old / i_old["symbols"], t_new / i_new["symbols"]
-                row.note = f"workload {i_old.get('workload')} -> {i_new.get('workload')}: per symbol"
+                row.note = "; ".join(filter(None, [
+                    row.note,
+                    f"workload {i_old.get('workload')} -> {i_new.get('workload')}: per symbol"]))
             else:
-                row.note = f"not comparable: workload {i_old.get('workload')} -> {i_new.get('workload')}"
+                workload = f"workload {i_old.get('workload')} -> {i_new.get('workload')}"
+                row.note = (f"{row.note}; {workload}" if differs
+                            else f"not comparable: {workload}")
                 continue
         row.old, row.new, row.ratio = t_old, t_new, t_new / t_old
         for metric in ("Msym_per_s", "GB_per_s", "MP_per_s", "images_per_s"):
@@ -839,17 +924,23 @@ def compare(old: dict, new: dict, factor: float = SPREAD_FACTOR,
         row.spread_old, row.spread_new = rel_spread(b_old), rel_spread(b_new)
         spread = max(row.spread_old or 0.0, row.spread_new or 0.0, floor)
         row.threshold = factor * spread
-        if abs(row.ratio - 1.0) > row.threshold:
+        if row.comparable and abs(row.ratio - 1.0) > row.threshold:
             row.flag = "SLOWER" if row.ratio > 1 else "FASTER"
     return rows
 
 
 def compare_lines(rows: list, old_path, new_path, factor: float = SPREAD_FACTOR,
-                  floor: float = MIN_SPREAD) -> list:
+                  floor: float = MIN_SPREAD, machines: Optional[list] = None) -> list:
+    """The comparison as text; ``machines``: :func:`machine_differences` of the two files (a
+    warning heads the table when there are any)."""
     width = max([24] + [len(_short_name(r.name)) + 2 for r in rows])
     header = (f"{'benchmark':<{width}}{'old':>11}{'new':>11}{'time new/old':>14}"
               f"{'rate new/old':>14}{'spread old/new':>16}{'limit':>8}  flag")
-    lines = [f"compare: new {new_path}", f"     vs old {old_path}", header, "-" * len(header)]
+    lines = [f"compare: new {new_path}", f"     vs old {old_path}"]
+    if machines:
+        lines.append(f"WARNING: different machines, old vs new: {'; '.join(machines)}: the "
+                     "ratios and flags below mix the machines' speed with the code's")
+    lines += [header, "-" * len(header)]
     alone: dict = {}
     for r in rows:
         if r.ratio is None and r.note.startswith("only in"):
@@ -861,20 +952,30 @@ def compare_lines(rows: list, old_path, new_path, factor: float = SPREAD_FACTOR,
         rate = f"{r.metric_ratio:.3f}" if r.metric_ratio is not None else "-"
         spreads = f"{r.spread_old or 0:.1%}/{r.spread_new or 0:.1%}"
         per_symbol = "per symbol" in r.note
+        flag, note = r.flag, r.note
+        if not r.comparable:  # "not comparable (model X vs Y)" in the flag column
+            flag, _, note = r.note.partition("; ")
         line = (f"{_short_name(r.name):<{width}}{_fmt_time(None if per_symbol else r.old):>11}"
                 f"{_fmt_time(None if per_symbol else r.new):>11}{r.ratio:>14.3f}{rate:>14}"
-                f"{spreads:>16}{f'±{r.threshold:.1%}':>8}  {r.flag}")
-        if r.note:
-            line += f"  ({r.note})"
-        lines.append(line)
+                f"{spreads:>16}{f'±{r.threshold:.1%}':>8}  {flag}")
+        if note:
+            line += f"  ({note})"
+        lines.append(line.rstrip())
     for note, names in alone.items():
         lines.append(f"{len(names)} {note}: " + ", ".join(names))
     flagged = [r for r in rows if r.flag]
-    compared = [r for r in rows if r.ratio is not None]
+    compared = [r for r in rows if r.ratio is not None and r.comparable]
+    apart = [r for r in rows if not r.comparable]
     lines.append("")
     lines.append(f"{len(compared)} compared, {len(flagged)} flagged"
                  + (": " + ", ".join(f"{_short_name(r.name)} {r.flag.lower()} "
                                      f"{r.ratio:.2f}x time" for r in flagged) if flagged else ""))
+    if apart:
+        lines.append(f"{len(apart)} not comparable (different {'/'.join(IDENTITY_KEYS)}; "
+                     "not flagged): " + ", ".join(_short_name(r.name) for r in apart))
+    if machines:
+        lines.append(f"machines differ, old vs new: {'; '.join(machines)} (a flag may be the "
+                     "machine, not the code)")
     lines.append("rule: " + COMPARE_RULE.format(factor=factor, floor=floor))
     lines.append("rate new/old: Msym/s (or GB/s) ratio, > 1 faster; limit: the flag threshold on "
                  "|time new/old - 1|; other load: cores' worth of CPU other processes used while "
@@ -896,10 +997,11 @@ def _pyplot():
 
 
 def make_plots(path: Path, data: dict, results_dir: Path, plot_dir: Path, metric: str,
-               history_benches: tuple) -> list:
+               history_benches: tuple, plt=None) -> list:
     """Writes the batch-size plot (from ``data``, else the newest stored file that has batch
-    benchmarks) and the history plot; returns the paths written."""
-    plt = _pyplot()
+    benchmarks) and the history plot; returns the paths written. ``plt``: matplotlib.pyplot
+    (imported here when not given)."""
+    plt = plt or _pyplot()
     plot_dir.mkdir(parents=True, exist_ok=True)
     written = []
     source, source_data = path, data
@@ -1023,11 +1125,29 @@ def _metric_band(bench: dict, metric: str, value: float) -> tuple:
     return value, value
 
 
-def plot_history(plt, found: list, metric: str, patterns: tuple, out: Path,
-                 results_dir: Path) -> bool:
-    """One line per (benchmark, workload) over the stored results files, in date order."""
-    series: dict = {}
-    runs = []  # (label) per file that has a point
+def _short_cpu(name: str) -> str:
+    """``Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz`` -> ``Intel Xeon Gold 6338``."""
+    name = re.sub(r"\((R|TM|tm)\)|\bCPU\b|\bProcessor\b|@\s*[\d.]+\s*GHz", " ", name)
+    return " ".join(name.split()) or "?"
+
+
+def machine_name(data: dict) -> str:
+    """Short CPU name, and the GPU's when there is one (``Intel Xeon``, ``AMD EPYC 7B13 +
+    H100 80GB HBM3``), from the machine block or pytest-benchmark's ``machine_info``."""
+    ident = machine_identity(data)
+    text = _short_cpu(str(ident["CPU"] or "?"))
+    if ident["GPU"] not in (None, "none"):
+        text += " + " + re.sub(r"^NVIDIA\s+", "", str(ident["GPU"]))
+    return text
+
+
+def history_series(found: list, metric: str, patterns: tuple) -> tuple:
+    """``(runs, series)`` of the history plot: ``runs`` = one x-tick label per stored file that
+    has a point (date, commit, machine, quick / busy); ``series[(benchmark, workload, model,
+    machine)] = [(x, value, low, high, busy)]``. ``model``: the row's ``extra_info["model"]``
+    ("" without one); ``machine``: :func:`machine_name` when the files come from more than one
+    machine, else "" -- a line never joins different models or machines."""
+    picked = []
     for date, path, data in found:
         points = []
         for bench in data["benchmarks"]:
@@ -1037,13 +1157,18 @@ def plot_history(plt, found: list, metric: str, patterns: tuple, out: Path,
             if not any(p == bench["name"] or p in bench["name"] for p in patterns):
                 continue
             points.append((bench, info))
-        if not points:
-            continue
-        x = len(runs)
-        machine = data.get("machine") or {}
-        kind = machine.get("kind") or "(no machine block)"
+        if points:
+            picked.append((date, data, points))
+    several = len({machine_name(data) for _, data, _ in picked}) > 1
+    series: dict = {}
+    runs = []
+    for x, (date, data, points) in enumerate(picked):
+        machine = machine_name(data)
+        where = textwrap.fill(machine, 22)
+        if not data.get("machine"):
+            where += "\n(no machine block)"
         quick = " quick" if (data.get("run") or {}).get("quick") else ""
-        label = f"{date[:10]} {date[11:16]}\n{result_commit(data)}\n{kind}{quick}"
+        label = f"{date[:10]} {date[11:16]}\n{result_commit(data)}\n{where}{quick}"
         load = _other_load(data, [b for b, _ in points])
         if isinstance(load, (int, float)) and load > DISTURBED_CORES:
             label += f"\nbusy: {load:.1f} cores"
@@ -1051,16 +1176,33 @@ def plot_history(plt, found: list, metric: str, patterns: tuple, out: Path,
         for bench, info in points:
             value = float(info[metric])
             low, high = _metric_band(bench, metric, value)
-            key = (_short_name(bench["name"]), info.get("workload", "?"))
+            key = (_short_name(bench["name"]), info.get("workload", "?"),
+                   str(info.get("model") or ""), machine if several else "")
             busy = info.get("other_load_cores", 0) or 0
             series.setdefault(key, []).append((x, value, low, high, busy > DISTURBED_CORES))
+    return runs, series
+
+
+def series_label(key: tuple, workloads: set) -> str:
+    """Legend entry of a history series: benchmark, model, machine (when the plot has several)
+    and workload (when it has several)."""
+    name, workload, model, machine = key
+    label = name + (f" {model}" if model else "") + (f" on {machine}" if machine else "")
+    return label + (f" ({workload})" if len(workloads) > 1 else "")
+
+
+def plot_history(plt, found: list, metric: str, patterns: tuple, out: Path,
+                 results_dir: Path) -> bool:
+    """One line per (benchmark, workload, model, machine) over the stored results files, in
+    date order (:func:`history_series`)."""
+    runs, series = history_series(found, metric, patterns)
     if not runs:
         return False
     fig, ax = plt.subplots(figsize=(max(7.5, 1.1 * len(runs) + 3), 5.2), dpi=120)
     workloads = {k[1] for k in series}
     any_busy = False
-    for i, ((name, workload), pts) in enumerate(sorted(series.items())):
-        label = name + (f" ({workload})" if len(workloads) > 1 else "")
+    for i, (key, pts) in enumerate(sorted(series.items())):
+        label = series_label(key, workloads)
         color = f"C{i % 10}"
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
                     yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
@@ -1076,7 +1218,7 @@ def plot_history(plt, found: list, metric: str, patterns: tuple, out: Path,
     ax.set_xticks(range(len(runs)))
     ax.set_xticklabels(runs, fontsize=7)
     ax.set_xlim(-0.5, len(runs) - 0.5)
-    ax.set_xlabel("stored results, oldest first (date, git commit, + = modified tree, host)")
+    ax.set_xlabel("stored results, oldest first (date, git commit, + = modified tree, machine)")
     banded = metric.endswith("_per_s") or metric in ("ns_per_symbol", "ms", "seconds")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric) + ("; bars: IQR" if banded else ""))
     ax.set_ylim(bottom=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,215 @@ def test_bench_is_a_subcommand(capsys):
         build_parser().parse_args(["bench", "--help"])
     out = capsys.readouterr().out
     assert "--compare" in out and "--plot" in out and "compare rule" in out
+
+
+# --------------------------------------------------------------------------------------------
+# --compare across machines and models
+
+
+RESULTS = BENCHES / "results"
+
+
+def _machine(cpu: str, cores: int = 2, gpu=None) -> dict:
+    return {"cpu": cpu, "cores": cores, "gpu": gpu, "kind": "cpu" if gpu is None else "gpu-x",
+            "date": "2026-12-04T10:00:00+00:00", "git": {"commit": "a" * 40, "dirty": False}}
+
+
+def test_compare_marks_other_models_not_comparable():
+    old, new = _bench_entry(1.0, 0.01), _bench_entry(0.5, 0.01)
+    old["extra_info"]["model"], new["extra_info"]["model"] = "fcf64-v1", "fcf96-v6"
+    same_old, same_new = _bench_entry(1.0, 0.01), _bench_entry(0.5, 0.01)
+    same_old["name"] = same_new["name"] = "test_y"
+    same_old["extra_info"]["quality"], same_new["extra_info"]["quality"] = 4.0, 4.0
+    rows = bench.compare({"benchmarks": [old, same_old]}, {"benchmarks": [new, same_new]})
+    row, same = rows
+    assert not row.comparable and row.flag == ""
+    assert row.note == "not comparable (model fcf64-v1 vs fcf96-v6)"
+    assert same.comparable and same.flag == "FASTER"
+    text = "\n".join(bench.compare_lines(rows, "old.json", "new.json"))
+    line = next(t for t in text.splitlines() if t.startswith("x "))
+    assert "not comparable (model fcf64-v1 vs fcf96-v6)" in line and "FASTER" not in line
+    assert "1 compared, 1 flagged" in text and "1 not comparable" in text
+
+
+@pytest.mark.parametrize("key,a,b", [("quality", 4.0, 8.0), ("dtype", "fp32", "bf16")])
+def test_compare_other_quality_or_dtype_not_comparable(key, a, b):
+    old, new = _bench_entry(1.0, 0.01), _bench_entry(2.0, 0.01)
+    old["extra_info"][key], new["extra_info"][key] = a, b
+    (row,) = bench.compare({"benchmarks": [old]}, {"benchmarks": [new]})
+    assert not row.comparable and not row.flag and f"{key} {a} vs {b}" in row.note
+
+
+def test_machine_differences():
+    amd = {"machine": _machine("AMD EPYC"), "benchmarks": []}
+    intel = {"machine": _machine("Intel(R) Xeon(R) Processor"), "benchmarks": []}
+    gpu = {"machine": _machine("AMD EPYC", 16, "NVIDIA H100 80GB HBM3"), "benchmarks": []}
+    # pytest-benchmark's own machine_info (files without a machine block): no GPU recorded
+    bare = {"machine_info": {"cpu": {"brand_raw": "AMD EPYC", "count": 2}}, "benchmarks": []}
+    assert bench.machine_differences(amd, amd) == []
+    assert bench.machine_differences(amd, intel) == ["CPU AMD EPYC vs Intel(R) Xeon(R) Processor"]
+    assert bench.machine_differences(amd, gpu) == ["cores 2 vs 16",
+                                                   "GPU none vs NVIDIA H100 80GB HBM3"]
+    assert bench.machine_differences(bare, amd) == []
+    assert bench.machine_differences(bare, intel) == ["CPU AMD EPYC vs Intel(R) Xeon(R) Processor"]
+
+
+def test_compare_stored_runs_of_other_machines_and_models(capsys):
+    """The reviewer's case: an AMD EPYC + fcf64-v1 run against an Intel Xeon + fcf96-v6 run."""
+    old, new = RESULTS / "codec-cpu-2026-11-25.json", RESULTS / "codec-cpu-2026-12-04-fcf96-v6.json"
+    if not (old.is_file() and new.is_file()):
+        pytest.skip("stored codec results are not in this checkout")
+    assert bench.main(["--from", str(new), "--compare", str(old)]) == 0
+    out = capsys.readouterr().out
+    compared = out[out.index("compare: new"):]
+    assert "WARNING: different machines, old vs new: CPU AMD EPYC vs Intel(R) Xeon(R) Processor" \
+        in compared
+    fast = [t for t in compared.splitlines() if t.startswith("fastcodec[")]
+    assert fast and all("not comparable (model fcf64-v1 vs fcf96-v6)" in t for t in fast)
+    assert not any("FASTER" in t or "SLOWER" in t for t in fast)
+    summary = next(t for t in compared.splitlines() if " compared, " in t)
+    assert "fastcodec[" not in summary
+    assert "4 not comparable" in compared
+
+
+# --------------------------------------------------------------------------------------------
+# history plot: series and labels
+
+
+def _stored(date: str, machine: dict, model: str, value: float, commit_info=None) -> tuple:
+    data = {"benchmarks": [{"group": "codec", "name": "test_fastcodec[encode-cpu-b1]",
+                            "stats": {"median": 1.0, "q1": 0.9, "q3": 1.1},
+                            "extra_info": {"MP_per_s": value, "workload": "1x512x768",
+                                           "model": model}}]}
+    if machine:
+        data["machine"] = machine
+    else:
+        data["machine_info"] = {"cpu": {"brand_raw": "AMD EPYC", "count": 2}}
+        data["commit_info"] = commit_info or {"id": "unversioned", "dirty": False}
+    return date, Path(f"{date}.json"), data
+
+
+def test_history_series_splits_models_and_machines():
+    xeon = _machine("Intel(R) Xeon(R) Processor")
+    found = [
+        _stored("2026-11-25T15:30:00+00:00", None, "fcf64-v1", 3.0),
+        _stored("2026-12-03T18:16:00+00:00", xeon, "fcf64-v2", 7.6),
+        _stored("2026-12-04T16:00:00+00:00", xeon, "fcf64-v2", 7.2),
+        _stored("2026-12-04T18:00:00+00:00",
+                _machine("Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", 16, "NVIDIA H100 80GB HBM3"),
+                "fcf96-v6", 900.0),
+    ]
+    runs, series = bench.history_series(found, "MP_per_s", ("fastcodec[encode-cpu-b1]",))
+    assert len(runs) == 4
+    assert "AMD EPYC" in runs[0] and "unversioned" in runs[0] and "unversi\n" not in runs[0]
+    assert "Intel Xeon" in runs[1] and "\ncpu" not in runs[1]
+    assert "Intel Xeon Gold 6338 + H100 80GB HBM3" in runs[3].replace("\n", " ")
+    name = "fastcodec[encode-cpu-b1]"
+    assert series == {
+        (name, "1x512x768", "fcf64-v1", "AMD EPYC"): [
+            (0, 3.0, pytest.approx(3.0 / 1.1), pytest.approx(3.0 / 0.9), False)],
+        (name, "1x512x768", "fcf64-v2", "Intel Xeon"): [
+            (1, 7.6, pytest.approx(7.6 / 1.1), pytest.approx(7.6 / 0.9), False),
+            (2, 7.2, pytest.approx(7.2 / 1.1), pytest.approx(7.2 / 0.9), False)],
+        (name, "1x512x768", "fcf96-v6", "Intel Xeon Gold 6338 + H100 80GB HBM3"): [
+            (3, 900.0, pytest.approx(900 / 1.1), pytest.approx(900 / 0.9), False)],
+    }
+    labels = {bench.series_label(k, {"1x512x768"}) for k in series}
+    assert f"{name} fcf64-v1 on AMD EPYC" in labels
+    # one machine: no machine in the key or the label, the model still splits the lines
+    _, one = bench.history_series(found[1:3], "MP_per_s", ("fastcodec[encode-cpu-b1]",))
+    assert list(one) == [(name, "1x512x768", "fcf64-v2", "")]
+
+
+def test_result_commit_does_not_cut_words():
+    assert bench.result_commit({"commit_info": {"id": "unversioned"}}) == "unversioned"
+    assert bench.result_commit({"commit_info": {"id": "0123456789abcdef", "dirty": True}}) \
+        == "0123456+"
+
+
+# --------------------------------------------------------------------------------------------
+# --compare / --plot checked before the run
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    def run_suite(*args, **kwargs):
+        raise AssertionError("the suite ran before the options were checked")
+
+    monkeypatch.setattr(bench, "run_suite", run_suite)
+
+
+def test_compare_file_checked_before_the_run(no_run, tmp_path, capsys):
+    rc = bench.main(["--group", "coder", "--quick", "-k", "fastcodec_encode", "--benches",
+                     str(BENCHES), "--results-dir", str(tmp_path),
+                     "--compare", str(tmp_path / "nonexistent.json")])
+    assert rc == 2
+    assert "no such results file" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    assert bench.main(["--group", "coder", "--benches", str(BENCHES), "--results-dir",
+                       str(tmp_path), "--compare", str(tmp_path / "bad.json")]) == 2
+    assert "not a pytest-benchmark results file" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_fails_before_the_run(no_run, monkeypatch, tmp_path, capsys):
+    def no_matplotlib():
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(bench, "_pyplot", no_matplotlib)
+    rc = bench.main(["--group", "coder", "--quick", "--benches", str(BENCHES),
+                     "--results-dir", str(tmp_path), "--plot"])
+    assert rc == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# skipped anchors: n/a with the reason
+
+
+def test_table_says_n_a_for_skipped_anchors():
+    fast = _bench_entry(1.0, 0.01)
+    fast["name"] = "test_fastcodec_encode[1thread]"
+    fast["extra_info"]["speedup_vs_compressai"] = 2.0
+    anchor = _bench_entry(2.0, 0.01)
+    anchor["name"] = "test_compressai_encode"
+    data = {"benchmarks": [anchor, fast], "skipped_anchors": [
+        {"group": "coder", "anchor": "constriction", "ratio": "speedup_vs_constriction",
+         "reason": "constriction is not installed", "rows": [fast["name"]]}]}
+    lines = bench.table_lines(data)
+    header = next(t for t in lines if t.startswith("benchmark"))
+    assert "vs compressai" in header and "vs constriction" in header
+    row = next(t for t in lines if t.startswith("fastcodec_encode"))
+    assert row.split()[-2:] == ["2.00x", "n/a"]
+    assert next(t for t in lines if t.startswith("compressai_encode")).split()[-2:] == ["-", "-"]
+    assert "vs constriction: n/a, constriction skipped: constriction is not installed" in lines
+
+
+def test_missing_anchor_is_n_a_in_the_run_and_the_stored_file(tmp_path, capsys):
+    """The reviewer's case: constriction fails to import (a shadow package on PYTHONPATH)."""
+    pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is not installed")
+    shadow = tmp_path / "shadow" / "constriction"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("simulated: constriction missing")\n')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(shadow.parent), os.environ.get("PYTHONPATH")])))
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "fastcodec", "bench", "--group", "coder", "--quick",
+         "-k", "constriction or fastcodec_encode", "--benches", str(BENCHES),
+         "--results-dir", str(results)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    (path,) = results.glob("coder-*.json")
+    skipped = json.loads(path.read_text())["skipped_anchors"]
+    (rec,) = [s for s in skipped if s["anchor"] == "constriction"]
+    assert rec["group"] == "coder" and rec["ratio"] == "speedup_vs_constriction"
+    assert "simulated: constriction missing" in rec["reason"]
+    assert set(rec["rows"]) == {"test_fastcodec_encode[1thread]", "test_fastcodec_encode[2threads]"}
+    assert bench.main(["--from", str(path)]) == 0
+    for out in (run.stdout, capsys.readouterr().out):
+        table = out[out.index("group coder:"):]
+        assert "vs constriction" in table.splitlines()[1]
+        rows = [t for t in table.splitlines() if t.startswith("fastcodec_encode")]
+        assert len(rows) == 2 and all("n/a" in t for t in rows)
+        assert "constriction skipped: constriction is not installed (simulated" in table
