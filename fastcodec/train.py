@@ -498,6 +498,23 @@ def _rate_grad_scale(revived: dict, step: int, channels: int, device) -> Optiona
     return scale
 
 
+def _lock_folder(out: Path):
+    """An exclusive lock on ``out`` for this run (released when the process ends, even killed):
+    two trainers writing one folder would interleave the log and overwrite each other's
+    checkpoints. None where ``fcntl`` does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    handle = open(out / ".train.lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise TrainError(f"another fastcodec train is running in {out}") from None
+    return handle
+
+
 def run(args) -> dict:
     """Trains as ``args`` says; returns the last progress record (rank 0) or {}. Raises
     TrainError for usage problems, before anything is written."""
@@ -593,6 +610,7 @@ def run(args) -> dict:
         else:  # other ranks: fresh streams that depend on the step (no duplicated crops)
             sampler = CropSampler(images, args.crop, [args.seed, rank, step])
             torch.manual_seed(args.seed * 1_000_003 + rank * 7919 + step)
+    lock = _lock_folder(out) if is_main else None  # released in the finally below
     log_file = open(out / "log.jsonl", "a") if is_main else None
     if is_main:
         n_params = sum(p.numel() for p in model.parameters())
@@ -768,6 +786,8 @@ def run(args) -> dict:
                  f"[train] stopped at step {step}" + ("" if failed else
                  f"; checkpoint {out / 'latest.pt'}"), log_file)
             log_file.close()
+        if lock is not None:
+            lock.close()
         if distributed:
             import torch.distributed as dist
 

@@ -208,3 +208,21 @@ def test_cpu_bf16_and_memory_formats(tmp_path, tiny_images, amp, layout):
     assert T.resolve_memory_format("auto", torch.device("cuda")) == torch.contiguous_format
     with pytest.raises(ValueError, match="fp16"):
         T.run(T.build_parser().parse_args([*_args_list(tiny_images, out), "--amp", "fp16"]))
+
+
+def test_a_second_trainer_in_the_same_folder_is_refused(tiny_images, tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    held = T._lock_folder(out)  # what a running trainer holds
+    if held is None:
+        pytest.skip("no fcntl here")
+    args = ["--data", str(tiny_images), "--out", str(out), "--N", "8", "--M", "8", "--crop",
+            "32", "--batch-size", "2", "--steps", "2", "--threads", "1"]
+    try:
+        assert T.main(args) == 2
+        assert "another fastcodec train is running" in capsys.readouterr().err
+        assert not (out / "latest.pt").exists()
+    finally:
+        held.close()
+    assert T.main(args) == 0 and (out / "latest.pt").exists()
+    assert T.main([*args, "--steps", "3", "--resume", "auto"]) == 0  # released at the end
