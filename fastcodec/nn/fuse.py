@@ -15,7 +15,9 @@ How chains are found:
   - if every chain found is made of three *modules* each called exactly once (nn.Sequential
     stacks, or ``self.conv1 / self.relu1 / self.pool1`` attributes), the model keeps its class:
     the conv's slot gets the fused module and the ReLU's and pool's slots get ``nn.Identity``
-    (so child indices and state_dict keys stay those of the original);
+    (so child indices and state_dict keys stay those of the original). The search looks at
+    ``forward`` only: another method that calls those modules one by one (e.g. ``conv`` then
+    ``relu`` without the pool) computes something else afterwards;
   - otherwise (functional forms, a chain's module called twice or registered under two names) the
     result is a ``torch.fx.GraphModule`` holding all of the model's children, parameters and
     buffers, whether forward uses them or not, where the fused module takes the conv's place and
