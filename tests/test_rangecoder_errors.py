@@ -332,7 +332,7 @@ def test_a_refused_thread_is_not_a_crash():
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
     run = subprocess.run([sys.executable, "-c", _FEW_THREADS], capture_output=True, text=True,
-                         preexec_fn=limit, timeout=300)
+                         preexec_fn=limit, timeout=300, cwd=tempfile.gettempdir())
     assert run.returncode == 0 and run.stdout.split() == ["ok", "1100"], run.stderr[-2000:]
 
 

@@ -123,7 +123,7 @@ def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images
                                 "then": "first_width 4, last_width 2"}]
     from fastcodec import zoo
 
-    shipped = zoo.load_file(zoo.export_checkpoint(fine / "latest.pt", tmp_path / "w.pt", "t-1"))
+    shipped = zoo.load_file(zoo.export_checkpoint(fine / "latest.pt", tmp_path / "t-1.pt", "t-1"))
     assert shipped.metadata["total_steps"] == 7 and shipped.metadata["lineage"][0]["steps"] == 3
     assert T.load_model(fine / "latest.pt").g_a.blocks[0].weight.shape[0] == 4
 
