@@ -227,20 +227,24 @@ class Codec:
         blobs = _split_blobs(blobs)
         groups: Dict[str, List[int]] = {}
         for i, b in enumerate(blobs):
-            header = read_header(b, max_pixels=max_pixels)
+            try:
+                header = read_header(b, max_pixels=max_pixels)
+            except FormatError as exc:
+                raise FormatError(f"image {i}: {exc}") from None
             groups.setdefault(header.model_id, []).append(i)
         installed = available_models()
-        for model_id in groups:
+        for model_id, idx in groups.items():
             if model_id not in installed:
-                raise FormatError(f"stream was coded with model {model_id!r}, which is not "
-                                  f"installed (installed: {', '.join(installed) or 'none'}); "
+                raise FormatError(f"image {idx[0]}: stream was coded with model {model_id!r}, "
+                                  f"which is not installed (installed: "
+                                  f"{', '.join(installed) or 'none'}); "
                                   f"put its weights file {model_id}.pt in a folder on "
                                   f"${WEIGHTS_PATH_ENV}")
         out: list = [None] * len(blobs)
         parts = []
         for model_id, idx in groups.items():
             eng = self._engine(model_id)
-            decoded = eng.decode([blobs[i] for i in idx], max_pixels=max_pixels)
+            decoded = eng.decode([blobs[i] for i in idx], max_pixels=max_pixels, labels=idx)
             parts.append(eng.last_stats)
             for i, (header, rgb) in zip(idx, decoded):
                 out[i] = from_rgb_uint8(rgb, header.layout, output)

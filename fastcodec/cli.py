@@ -35,6 +35,7 @@ import io
 import json
 import os
 import queue
+import re
 import signal
 import sys
 import tempfile
@@ -392,24 +393,19 @@ def read_image(path: Path, *, convert: bool = False) -> tuple[np.ndarray, str]:
     HxW ``"gray"``, validated and converted as :func:`fastcodec.images.to_rgb_uint8` does
     (``convert``: RGBA, 16-bit, palette and other modes are converted instead of refused).
     EXIF orientation is applied, so the image is coded the way viewers show it."""
-    from PIL import Image, ImageOps
+    from fastcodec.images import from_rgb_uint8, open_image_file, to_rgb_uint8
 
-    from fastcodec.images import check_pil_depth, from_rgb_uint8, to_rgb_uint8
-
-    with Image.open(path) as im:
-        try:
-            check_pil_depth(im, convert)  # before loading: afterwards the depth is unknown
-            im.load()
-            ImageOps.exif_transpose(im, in_place=True)
+    try:
+        with open_image_file(path, convert=convert) as im:
             rgb, layout = to_rgb_uint8(im, convert=convert)
-        except (ValueError, TypeError) as exc:
-            text = str(exc)
-            if convert or "--convert" in text:
-                raise
-            hint = "pass convert=True"
-            text = text.replace(hint, "pass --convert") if hint in text else \
-                f"{text} (--convert converts it)"
-            raise (TypeError if isinstance(exc, TypeError) else ValueError)(text) from None
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        if convert or "--convert" in text:
+            raise
+        hint = "pass convert=True"
+        text = text.replace(hint, "pass --convert") if hint in text else \
+            f"{text} (--convert converts it)"
+        raise (TypeError if isinstance(exc, TypeError) else ValueError)(text) from None
     return from_rgb_uint8(rgb, layout), layout
 
 
@@ -867,8 +863,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RAY_HOST_PORT = re.compile(r"^[\w.\-]+:\d+$|^\[[0-9A-Fa-f:.]+\]:\d+$")  # host:port, [v6]:port
+
+
 def _looks_like_ray_address(text: str) -> bool:
-    return text in ("auto", "local") or ":" in text
+    """``auto``, ``local``, ``ray://...`` or ``host:port``; not ``s3://...`` or a path."""
+    return text in ("auto", "local") or text.startswith("ray://") or bool(
+        _RAY_HOST_PORT.match(text))
 
 
 def _ray_flag(argv: list) -> list:

@@ -391,7 +391,8 @@ def _parse_header(view: memoryview, max_pixels: int) -> Header:
      num_streams) = _FIXED.unpack_from(view, _PREFIX.size + id_len)
     end = header_size(id_len, num_streams)
     if size < end:
-        raise _truncated(f"the header (it declares {num_streams} streams)", end, size)
+        raise _truncated(f"the header (it declares {num_streams} streams, unless that count is "
+                         f"damaged)", end, size)
     header_crc = _CRC.unpack_from(view, end - 4)[0]
     actual = zlib.crc32(view[: end - 4])
     if header_crc != actual:

@@ -350,7 +350,7 @@ class Engine:
             raise FormatError(f"image {image}: range-coder stream {stream} of {count} is "
                               f"corrupt ({exc})") from None
 
-    def _submit_decode(self, pool, parsed, idx):
+    def _submit_decode(self, pool, parsed, idx, labels):
         header = parsed[idx[0]][0]
         M, h, w = header.latent_shape
         coder = self.shipped.coder(header.quality)
@@ -365,7 +365,7 @@ class Engine:
             hd, streams = parsed[i]
             ranges = channel_ranges(M, len(streams))
             futs += [pool.submit(self._decode_stream, coder, streams[s], out_np, b, c0, c1, s,
-                                 i, len(streams)) for s, (c0, c1) in enumerate(ranges)]
+                                 labels[i], len(streams)) for s, (c0, c1) in enumerate(ranges)]
         return idx, header.quality, out, futs
 
     def _synthesize(self, entry, parsed, results) -> None:
@@ -388,20 +388,27 @@ class Engine:
             hd = parsed[i][0]
             results[i] = (hd, np.ascontiguousarray(arr[b, : hd.height, : hd.width]))
 
-    def decode(self, blobs: Sequence, *, max_pixels: int = DEFAULT_MAX_PIXELS
-               ) -> List[Tuple[Header, np.ndarray]]:
+    def decode(self, blobs: Sequence, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               labels: Optional[Sequence[int]] = None) -> List[Tuple[Header, np.ndarray]]:
         """Decodes ``.fcc`` blobs of this model; returns ``(header, uint8 [H, W, 3])`` per blob
         in input order. Raises FormatError for anything wrong with the bytes (see
-        :meth:`parse`; a corrupt range-coder stream names its stream number)."""
+        :meth:`parse`), saying which image ("image ``labels[i]``", default ``i``) and, for a
+        corrupt range-coder stream, which stream."""
         t0 = time.perf_counter()
-        parsed = [self.parse(b, max_pixels=max_pixels) for b in blobs]
+        labels = list(range(len(blobs))) if labels is None else list(labels)
+        parsed = []
+        for label, blob in zip(labels, blobs):
+            try:
+                parsed.append(self.parse(blob, max_pixels=max_pixels))
+            except FormatError as exc:
+                raise FormatError(f"image {label}: {exc}") from None
         results: List[Optional[Tuple]] = [None] * len(parsed)
         keys = [(hd.latent_shape, hd.quality) for hd, _ in parsed]
         pending: deque = deque()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fastcodec-decode")
         try:
             for idx in _batches(keys, self.batch_size):
-                pending.append(self._submit_decode(pool, parsed, idx))
+                pending.append(self._submit_decode(pool, parsed, idx, labels))
                 if len(pending) > _AHEAD:
                     self._synthesize(pending.popleft(), parsed, results)
             while pending:

@@ -30,7 +30,7 @@ from typing import Tuple
 
 import numpy as np
 
-__all__ = ["LAYOUTS", "check_pil_depth", "from_rgb_uint8", "to_rgb_uint8"]
+__all__ = ["LAYOUTS", "check_pil_depth", "from_rgb_uint8", "open_image_file", "to_rgb_uint8"]
 
 #: Layouts of the original image: ``rgb`` HxWx3, ``gray`` HxW, ``gray1`` HxWx1.
 LAYOUTS = ("rgb", "gray", "gray1")
@@ -145,6 +145,24 @@ def check_pil_depth(img, convert: bool) -> None:
         if img.mode == "RGB" and isinstance(raw, str) and ";16" in raw and not convert:
             raise ValueError(f"PIL image with 16-bit RGB samples ({raw}); the codec takes 8-bit "
                              f"images{_HINT} (Pillow keeps the high byte of each sample)")
+
+
+def open_image_file(fp, *, convert: bool = False):
+    """An image file (path or binary file object) as a loaded PIL image, turned as its EXIF
+    orientation says (the way viewers show it). 16-bit RGB files raise ValueError unless
+    ``convert`` (:func:`check_pil_depth`); Pillow's own errors (unknown format, truncated data)
+    pass through. The command line and the Ray workers read files with this."""
+    from PIL import Image, ImageOps
+
+    image = Image.open(fp)
+    try:
+        check_pil_depth(image, convert)  # before loading: afterwards the depth is unknown
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+    except BaseException:
+        image.close()
+        raise
+    return image
 
 
 def _from_pil(img, convert: bool):

@@ -179,9 +179,9 @@ class _Worker:
         item, so one bad item costs only itself: its entry is then the exception."""
         try:
             return list(code(items))
-        except Exception:
+        except Exception as exc:
             if len(items) == 1:
-                raise
+                return [exc]
         out: list = []
         for item in items:
             try:
@@ -228,7 +228,10 @@ class _Worker:
             return "bytes", _read(loc.fs, path)
         batch, i = ref
         if "image" in batch:
-            return "array", np.asarray(batch["image"][i])
+            image = np.asarray(batch["image"][i])
+            if image.ndim == 3 and image.shape[0] == 1 and image.shape[2] not in (1, 3, 4):
+                image = image[0]  # read_images(mode=None) gives gray as [1, H, W]
+            return "array", image
         if "bytes" in batch:
             return "bytes", bytes(batch["bytes"][i])
         raise ValueError(f"the Dataset needs an 'image' (array) or 'bytes' (file) column; "
@@ -255,7 +258,8 @@ class _CompressWorker(_Worker):
         from fastcodec import container
 
         try:
-            header, _ = container.unpack(blob)
+            # our own output, checked for integrity: no pixel cap (it guards untrusted input)
+            header, _ = container.unpack(blob, max_pixels=sys.maxsize)
         except ValueError:
             return None
         got = (header.model_id, bytes(header.weights_hash), header.quality)
@@ -266,11 +270,14 @@ class _CompressWorker(_Worker):
     def _decode(self, kind: str, raw):
         if kind == "array":
             return raw
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
-        try:
-            image = Image.open(io.BytesIO(raw))
-            image.load()
+        from fastcodec.images import open_image_file
+
+        try:  # as the command line reads files: EXIF orientation, 16-bit RGB needs convert
+            image = open_image_file(io.BytesIO(raw), convert=self.convert)
+        except ValueError:
+            raise
         except UnidentifiedImageError:
             raise ValueError(f"not a readable image file ({len(raw)} bytes of unknown format "
                              f"or corrupt data)") from None
@@ -611,7 +618,7 @@ class _Job:
         if not is_dataset:
             if isinstance(source, (list, tuple)) and not source:
                 raise ValueError("no source given")
-            locations, rows = _list_sources(source, filesystem, extensions)
+            locations, rows = _list_sources(source, filesystem, extensions, skip=dest_loc)
             _check_output_collisions(rows, out_ext)
             total = len(rows)
             # about one block per batch (bounded, so that huge listings stay cheap to schedule)

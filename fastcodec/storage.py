@@ -156,10 +156,12 @@ def _hidden(key: str) -> bool:
     return any(part.startswith(".") for part in key.split("/"))
 
 
-def _list_sources(sources, filesystem, extensions) -> Tuple[List[Location], List[dict]]:
+def _list_sources(sources, filesystem, extensions, skip: Optional[Location] = None
+                  ) -> Tuple[List[Location], List[dict]]:
     """Rows ``{"key", "loc", "path"}`` for every matching file of the sources (folders are
     listed recursively; a file is taken as is), sorted by key. ``key`` is the path relative to
-    its folder (a file's own name); ValueError when two sources give the same key."""
+    its folder (a file's own name); ValueError when two sources give the same key. Files under
+    ``skip`` (the destination, when it lies inside a source) are left out."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     locations = [Location.resolve(s, filesystem) for s in sources]
@@ -181,8 +183,12 @@ def _list_sources(sources, filesystem, extensions) -> Tuple[List[Location], List
                 for f in loc.fs.get_file_info(selector)
                 if f.type == pafs.FileType.File
             ]
+        skipped = (skip.path.rstrip("/") + "/" if skip is not None
+                   and skip.fs.type_name == loc.fs.type_name else None)
         for key, path in found:
             if _hidden(key) or not key.lower().endswith(exts):
+                continue
+            if skipped is not None and path.startswith(skipped):
                 continue
             if key in rows:
                 raise ValueError(f"two sources give the same relative path {key!r}")

@@ -238,6 +238,30 @@ def training_script(name: str):
 
 
 # Importable by the test modules whatever name pytest gave this module (see the docstring).
+# --------------------------------------------------------------------------------------------
+# Image files Pillow cannot write
+# --------------------------------------------------------------------------------------------
+
+
+def png_rgb16(path: Path, samples: np.ndarray) -> Path:
+    """A 16-bit RGB PNG (Pillow cannot write one) from uint16 HxWx3 ``samples``."""
+    import struct
+    import zlib
+
+    h, w, _ = samples.shape
+    rows = b"".join(b"\0" + samples[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2,
+                                                                      0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
 sys.modules["_fastcodec_test_helpers"] = sys.modules[__name__]
 
 

@@ -234,6 +234,24 @@ def test_foreign_and_damaged_blobs(codec):
     assert issubclass(fastcodec.FormatError, ValueError)
 
 
+def test_errors_name_the_callers_image(codec):
+    """In a list, the damaged blob is named by its position in the caller's list, whatever
+    the model groups (a blob of another model sits in between) and however it is damaged."""
+    blob, = codec.compress(smooth(20, 20))
+    other, = fastcodec.Codec(4, "cpu", model="fcf96-v6").compress(smooth(20, 20))
+    _, streams = unpack(blob)
+    bad = bytearray(streams[0])
+    bad[len(bad) // 2] ^= 0xFF
+    corrupt_stream = repack(blob, streams=[bytes(bad)])
+    crc = bytearray(blob)
+    crc[-5] ^= 0xFF
+    cases = [(corrupt_stream, "stream 0 of 1 is corrupt"), (bytes(crc), "CRC"),
+             (blob[:-10], "truncated"), (repack(blob, model_id="nope-1"), "not installed")]
+    for damaged, what in cases:
+        with pytest.raises(FormatError, match=f"^image 3: .*{what}"):
+            codec.decompress([blob, other, blob, damaged, other])
+
+
 def test_import_is_cheap(tmp_path):
     code = ("import sys, fastcodec; fastcodec.FormatError; fastcodec.info; "
             "print('torch' in sys.modules)")

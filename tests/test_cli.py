@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _fastcodec_test_helpers import png_rgb16
 from fastcodec import cli
 from fastcodec.container import pack, unpack
 from fastcodec.progress import Progress, format_table
@@ -504,32 +505,13 @@ def test_exif_orientation_is_applied(tmp_path, capsys):
     assert np.abs(back.astype(int) - shown).mean() < 12  # the same picture, not a rotated one
 
 
-def _png_rgb16(path: Path, samples: np.ndarray) -> Path:
-    """A 16-bit RGB PNG (Pillow cannot write one) from uint16 HxWx3 ``samples``."""
-    import struct
-    import zlib
-
-    h, w, _ = samples.shape
-    rows = b"".join(b"\0" + samples[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2,
-                                                                      0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-    return path
-
-
 def test_16_bit_rgb_files_need_convert(tmp_path, capsys):
     """Pillow loads 16-bit RGB as mode RGB (high bytes): refused unless --convert, like 16-bit
     gray; the API refuses such an image too while it is not loaded."""
     import fastcodec
 
     samples = np.random.default_rng(6).integers(0, 65536, (20, 30, 3)).astype(np.uint16)
-    src = _png_rgb16(tmp_path / "in" / "deep.png", samples)
+    src = png_rgb16(tmp_path / "in" / "deep.png", samples)
     rc, _, err = run(capsys, "compress", src, "-o", tmp_path / "enc")
     assert rc == 1 and "16-bit RGB" in err and "--convert" in err
     assert run(capsys, "compress", src, "-o", tmp_path / "enc", "--convert")[0] == 0

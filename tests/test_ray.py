@@ -210,6 +210,66 @@ def test_worker_on_dataset_rows(images, reference, tmp_path):
     assert (tmp_path / _fcc(keys[0])).read_bytes() == reference[keys[0]]
 
 
+def test_worker_reads_files_as_the_command_line_does(images, reference, tmp_path):
+    """A failure alone in its batch is a failed row, not a failed job; files are read as the
+    CLI reads them (EXIF orientation, 16-bit RGB needs convert); Dataset gray arrays [1, H, W]
+    (read_images(mode=None)) are gray images."""
+    from PIL import Image
+
+    from _fastcodec_test_helpers import png_rgb16
+
+    src, imgs, corrupt = images
+    worker = fray._CompressWorker(
+        sources=None, dest=fray.Location.resolve(tmp_path / "out"), relative_to="/d",
+        path_column="path", io_threads=1, quality=QUALITY, model=DEFAULT_MODEL, device="cpu",
+        num_gpus=0, threads=1, batch_size=1, transform_dtype=None, existing="verify",
+        convert=False)
+
+    def run(column: str, values: list, names: list) -> list:
+        return worker({column: np.array(values + [None], dtype=object)[:-1],
+                       "path": np.array([f"/d/{n}" for n in names], dtype=object)}).to_pylist()
+
+    alone, = run("bytes", [(src / corrupt).read_bytes()], ["bad.png"])
+    assert alone["status"] == "failed" and "not a readable image" in alone["error"]
+
+    gray, = run("image", [np.asarray(imgs["gray.png"])[None]], ["gray.png"])
+    assert gray["status"] == "ok"
+    assert (tmp_path / "out" / "gray.fcc").read_bytes() == reference["gray.png"]
+
+    deep = png_rgb16(tmp_path / "deep.png", np.full((16, 24, 3), 40000, np.uint16))
+    refused, = run("bytes", [deep.read_bytes()], ["deep.png"])
+    assert refused["status"] == "failed" and "16-bit RGB" in refused["error"]
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees
+    Image.fromarray(np.asarray(imgs["img00.png"])).save(tmp_path / "phone.jpg", exif=exif)
+    turned, = run("bytes", [(tmp_path / "phone.jpg").read_bytes()], ["phone.jpg"])
+    assert turned["status"] == "ok"
+    w, h = imgs["img00.png"].size
+    assert fastcodec.info((tmp_path / "out" / "phone.fcc").read_bytes())["height"] == w
+
+
+def test_listing_leaves_out_a_destination_inside_the_source(tmp_path):
+    for name in ("a.png", "out/x.png", "outside/b.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    dest = fray.Location.resolve(tmp_path / "out")
+    _, rows = fray._list_sources(str(tmp_path), None, fray.image_extensions(), skip=dest)
+    assert [r["key"] for r in rows] == ["a.png", "outside/b.png"]
+
+
+@pytest.mark.parametrize("word, address", [
+    ("auto", True), ("local", True), ("ray://head:10001", True), ("10.0.0.1:6379", True),
+    ("head-node:6379", True), ("[::1]:6379", True), ("s3://bucket/photos", False),
+    ("photos/", False), ("C:/photos", False), ("dir:with/colon", False)])
+def test_ray_flag_takes_only_address_like_words(word, address):
+    from fastcodec.cli import _ray_flag
+
+    argv = _ray_flag(["compress", "--ray", word, "-o", "out"])
+    assert (argv[1:3] == ["--ray", word]) == address
+    assert (argv[1] == "--ray=local") == (not address)
+
+
 # ------------------------------------------------------------------------ on the local cluster
 
 
