@@ -1,9 +1,10 @@
 """Every GPU kernel compiles for sm_80 and sm_90a into sane machine code (no GPU needed).
 
 Runs ``fastcodec.kernels.check`` in its ``--quick`` scope (all configs in fp16, the riskiest config
-in bf16 / TF32 fp32 / IEEE fp32, both K walks, sm_80 and sm_90a, plus the CUDA C++ kernels when nvcc
-is present): no spills, shared memory within the card's limit, no serialized wgmma, tensor-core
-instructions on the tensor-core paths.  About a minute on 2 cores.
+in bf16 / TF32 fp32 / IEEE fp32, both K walks, sm_80 and sm_90a, 2x2 pooling and the large windows
+3x3 / 5x5 / 7x7 with the configs the prune keeps for each, plus the CUDA C++ kernels when nvcc is
+present): no spills, shared memory within the card's limit and the prune's estimate, no serialized
+wgmma, tensor-core instructions on the tensor-core paths.  About two minutes on 2 cores.
 
 AOT compilation must not see ``TRITON_INTERPRET=1`` (tests/ops sets it for its own tests): the check
 compiles in spawned worker processes that drop it, and when this process has it set the whole check
@@ -71,10 +72,55 @@ def test_kernels_compile_without_spills_and_use_tensor_cores(tmp_path):
             assert r["ptx"]["wgmma" if r["arch"] >= 90 else "mma_sync"] > 0, r["config_label"]
         else:
             assert r["ptx"]["wgmma"] == 0 and r["ptx"]["mma_sync"] == 0, r["config_label"]
+    # Large pooling windows (each pooled pixel takes next_pow2(P*P) dot rows) compile for every
+    # config the prune keeps for them on each arch, within that arch's shared memory.
+    import torch
+
+    pool_rows = [r for r in rows if r["kernel"] == "conv_relu_pool"]
+    assert {r["pool_size"] for r in pool_rows} == {2, *check.LARGE_POOL_SIZES}
+    for p in check.LARGE_POOL_SIZES:
+        for arch in (80, 90):
+            got = [r for r in pool_rows if r["pool_size"] == p and r["arch"] == arch]
+            assert {r["precision"] for r in got} == {"float16", "bfloat16", "tf32", "ieee"}, (p, arch)
+            kept = KERNELS["conv_relu_pool"].kept_configs(
+                torch.float16, arch=arch, smem_limit=check.SMEM_LIMIT[arch], POOL=p,
+                WIN=1 << (p * p - 1).bit_length())
+            assert {r["config_label"] for r in got if r["precision"] == "float16"} == {
+                check.config_label(check._config_dict(c)) for c in kept}
+            for r in got:
+                assert r["constexprs"]["POOL"] == p and r["smem_bytes"] <= check.SMEM_LIMIT[arch]
+                assert r["smem_bytes"] <= r["smem_estimate"], r
+    # The estimate the prune compares with the device's limit never falls short of the compiler's.
+    for r in rows:
+        assert r["smem_bytes"] <= r["smem_estimate"], (r["config_label"], r["dtype"], r["arch"])
     if check.find_nvcc() is not None:  # the CUDA C++ kernels are checked whenever nvcc exists
         assert report["cuda"]["status"] == "ok", report["cuda"]
         kernels = [k for b in report["cuda"]["builds"] for k in b.get("kernels", [])]
         assert kernels and all(k["spill_stores"] == 0 for k in kernels)
+
+
+def test_quick_scope_covers_large_pool_windows():
+    """The variants (no compilation): every large window on every arch, each with the configs the
+    prune keeps for it there, all estimated within the arch's shared memory."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    from fastcodec.kernels import check
+
+    for quick in (True, False):
+        variants, _ = check.enumerate_variants(quick=quick)
+        large = [v for v in variants if v["large_window"]]
+        assert {(v["pool_size"], v["arch"]) for v in large} == {
+            (p, a) for p in check.LARGE_POOL_SIZES for a in (80, 90)}
+        for v in large:
+            assert v["constexprs"]["WIN"] == 1 << (v["pool_size"] ** 2 - 1).bit_length()
+            assert v["smem_estimate"] <= check.SMEM_LIMIT[v["arch"]]
+            assert v["config"]["BLOCK_M"] * v["constexprs"]["WIN"] >= 64
+        # The 2x2 variants are those of the representative call (tuned configs only).
+        base = [v for v in variants if v["kernel"] == "conv_relu_pool" and not v["large_window"]]
+        assert base and all(v["pool_size"] == 2 and v["config"]["BLOCK_M"] >= 16 for v in base)
+    # A variant above the estimate fails the verdict.
+    r = {"arch": 80, "tensor_core_path": False, "smem_bytes": 20000, "smem_estimate": 16384,
+         "registers": 96, "spill_stores": 0, "spill_loads": 0, "wgmma_serialized": False}
+    assert any("estimate" in w for w in check.triton_verdict(r))
 
 
 def test_ptxas_log_parsing():

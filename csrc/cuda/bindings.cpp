@@ -48,17 +48,45 @@ void check(const char* op, const Args& args) {
                              "): " + cudaGetErrorString(err));
 }
 
-// Makes `device` current (in this module's own CUDA runtime, whose current device is not
-// torch's), then launches; raises RuntimeError on failure. The GIL is released meanwhile.
+// Makes a device current for its scope and puts the previous one back when it ends. The current
+// device is per host thread and not this module's alone: it is the driver's current context, which
+// torch's CUDA runtime reads too, so leaving `device` current would move the caller's later
+// allocations and launches onto it.
+class DeviceGuard {
+public:
+    DeviceGuard() = default;
+    DeviceGuard(const DeviceGuard&) = delete;
+    DeviceGuard& operator=(const DeviceGuard&) = delete;
+    ~DeviceGuard() {
+        if (restore_) cudaSetDevice(previous_);  // best effort: a destructor has no one to tell
+    }
+    // Makes `device` current; returns the name of the call that failed (err set), or nullptr.
+    const char* set(int device, cudaError_t& err) {
+        err = cudaGetDevice(&previous_);
+        if (err != cudaSuccess) return "cudaGetDevice";
+        if (previous_ == device) return nullptr;
+        err = cudaSetDevice(device);
+        if (err != cudaSuccess) return "cudaSetDevice";
+        restore_ = true;
+        return nullptr;
+    }
+
+private:
+    int previous_ = 0;
+    bool restore_ = false;
+};
+
+// Makes `device` current for the launch (the caller's current device is restored afterwards),
+// then launches; raises RuntimeError on failure. The GIL is released meanwhile.
 template <typename Args, typename Launch>
 void launch(const char* op, const Args& args, std::uintptr_t stream, int device, Launch fn) {
     const char* what = "kernel launch";
     cudaError_t err = cudaSuccess;
     {
         py::gil_scoped_release release;
+        DeviceGuard guard;
         if (device >= 0) {
-            err = cudaSetDevice(device);
-            if (err != cudaSuccess) what = "cudaSetDevice";
+            if (const char* failed = guard.set(device, err)) what = failed;
         }
         if (err == cudaSuccess) err = fn(args, reinterpret_cast<cudaStream_t>(stream));
     }
@@ -137,7 +165,8 @@ n, cin, h, w are the input sizes, cout the conv output channels, kh, kw the kern
 x_ptr/out_ptr are addressed with the element strides x_strides/out_strides (4 ints each, NCHW
 order); w_ptr is a contiguous [cout, cin, kh, kw] weight, b_ptr a [cout] bias or 0 for none.
 dtype: 'float32', 'float16' or 'bfloat16' (fp32 accumulation). The kernel is enqueued on `stream`
-(a cudaStream_t as an int, 0 = default stream) of `device` (-1: the current one), asynchronously.
+(a cudaStream_t as an int, 0 = default stream) of `device` (-1: the current one), asynchronously;
+the calling thread's current device is left as it was.
 Raises ValueError for invalid arguments and RuntimeError when CUDA reports an error (e.g. no
 driver).)doc";
 

@@ -13,7 +13,11 @@ What it does
 targets ``sm_90a`` on Hopper, which is what makes ``wgmma`` available).  The variants are
 
 * both K walks (``FLAT_K`` = False / True) for every config the registry's ``prune`` keeps for that
-  dtype at a large Cout (the walk does not enter the prune, so both are always reachable);
+  dtype and arch at a large Cout, the arch's shared memory per block (``SMEM_LIMIT``) as its limit
+  (the walk does not enter the prune, so both are always reachable);
+* for ``conv_relu_pool``, besides the representative 2x2 window, the windows of
+  ``LARGE_POOL_SIZES`` (3x3, 5x5, 7x7: 16, 32, 64 dot rows per pooled pixel), each with the configs
+  the prune keeps for it (mostly the small-BLOCK_M ones);
 * for float32 both dot precisions: ``DOT_TF32=True`` (the default: the launcher follows cuDNN's
   conv setting, ``torch.backends.cudnn.conv.fp32_precision`` or on older torch ``allow_tf32``, TF32
   by default) and ``DOT_TF32=False`` (IEEE fp32, taken when the user switches TF32 off).
@@ -41,15 +45,17 @@ dtype/precision x arch is disassembled (each nvdisasm run costs about half a com
 reported next to ptxas's spill figures.
 
 A variant FAILS when it does not compile, spills (spill stores or loads > 0), needs more shared
-memory per block than the card allows (A100: 166912 B, H100: 232448 B; opt-in maximum), carries
+memory per block than the card allows (A100: 166912 B, H100: 232448 B; opt-in maximum) or than the
+prune's estimate (``configs.smem_estimate``, which the prune compares with the device's limit at
+run time: it must not underestimate), carries
 ptxas's serialized-wgmma warning, or lacks the matrix instructions on a tensor-core path.  A failing
 config is removed from the tuning lists in ``configs.py`` (not exempted here).
 
-``--quick`` (the CI scope, ``tests/test_kernel_resources.py``): all configs for float16 (both K
-walks, all archs) plus, for bfloat16, TF32 float32 and IEEE float32, the single config with the
-largest estimated per-thread register footprint (accumulator + one stage of operands), both K walks,
-all archs: 72 compilations instead of 192.  The full run covers every config for every
-dtype/precision.
+``--quick`` (the CI scope, ``tests/test_kernel_resources.py``): all kept configs for float16 (both
+K walks, all archs, every pooling window) plus, for bfloat16, TF32 float32 and IEEE float32, the
+single kept config with the largest estimated per-thread register footprint (accumulator + one stage
+of operands) per arch and window, both K walks, all archs: 124 compilations instead of 240.
+The full run covers every kept config for every dtype/precision.
 
 **CUDA C++ kernels** (every ``.cu`` file in ``csrc/cuda`` that defines a ``__global__`` function):
 compiled device-only with ``nvcc -O3 -std=c++17 -arch=sm_XX -Xptxas -v -cubin`` (the flags of the
@@ -87,7 +93,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["run_check", "main", "SMEM_LIMIT", "find_ptxas", "find_nvcc"]
+__all__ = ["run_check", "main", "SMEM_LIMIT", "LARGE_POOL_SIZES", "find_ptxas", "find_nvcc"]
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 REPORT_PATH = Path("benches") / "results" / "kernel-resources.json"  # inside the source checkout
@@ -424,18 +430,32 @@ def _footprint(cfg, constexprs, elsize) -> tuple:
     return regs, smem
 
 
+#: Pooling windows compiled besides the registry's representative 2x2 (``conv_relu_pool``): each
+#: pooled pixel takes ``next_pow2(P*P)`` dot rows, so these need the small-BLOCK_M configs.
+LARGE_POOL_SIZES = (3, 5, 7)
+
+
+def variant_label(v: dict) -> str:
+    """The kernel's name, with the pooling window when it is not the representative one."""
+    return v["kernel"] + (f" pool {v['pool_size']}x{v['pool_size']}" if v.get("large_window") else "")
+
+
 def enumerate_variants(kernels=None, archs=(80, 90), dtypes=DTYPE_NAMES, quick=False,
                        sass: str = "sample") -> tuple[list, list]:
     """``(variants, notes)``: the Triton compilations to run (dicts, picklable).
 
+    Per kernel x dtype x arch, the configs the registry's prune keeps at a large Cout for that
+    arch's shared memory (``SMEM_LIMIT``); for ``conv_relu_pool`` the representative 2x2 window and
+    each of ``LARGE_POOL_SIZES``, whose kept configs differ (mostly the small-BLOCK_M ones).
     ``sass``: which variants also get their SASS disassembled: ``"all"``, ``"none"`` or ``"sample"``
     (the first variant of each kernel x dtype/precision x arch).
     """
     import torch
+    import triton
 
-    from fastcodec.kernels.configs import KERNELS
+    from fastcodec.kernels.configs import KERNELS, smem_estimate
 
-    variants, notes = [], []
+    variants, notes, dropped = [], [], {}
     for name, spec in KERNELS.items():
         if kernels and name not in kernels:
             continue
@@ -443,32 +463,43 @@ def enumerate_variants(kernels=None, archs=(80, 90), dtypes=DTYPE_NAMES, quick=F
             dname = str(dtype).replace("torch.", "")
             if dname not in dtypes:
                 continue
-            # Configs the registry's prune keeps at a large Cout (what a real layer can run).
-            if spec.prune is not None:
-                x = torch.empty(0, dtype=dtype)
-                allowed = spec.prune(list(spec.configs), {"Cout": 4096, "x_ptr": x}, **base)
-            else:
-                allowed = list(spec.configs)
-            for c in spec.configs:
-                if not any(c is a for a in allowed):
-                    notes.append(f"{name} {config_label(_config_dict(c))} {dname}: dropped by prune, not compiled")
-            precisions = [True, False] if dtype == torch.float32 else [bool(base.get("DOT_TF32", False))]
-            for tf32 in precisions:
-                cfgs = allowed
-                if quick and dtype != torch.float16:
-                    elsize = torch.empty(0, dtype=dtype).element_size()
-                    cfgs = [max(allowed, key=lambda c: _footprint(c, base, elsize))]
-                for cfg in cfgs:
-                    for flat_k in (False, True):
-                        for arch in archs:
-                            tc = dtype != torch.float32 or tf32
-                            variants.append({
-                                "kernel": name, "config": _config_dict(cfg), "dtype": dname,
-                                "constexprs": {"FLAT_K": flat_k, "DOT_TF32": tf32},
-                                "k_walk": "flat" if flat_k else "tap",
-                                "precision": ("tf32" if tf32 else "ieee") if dtype == torch.float32 else dname,
-                                "arch": arch, "tensor_core_path": tc,
-                            })
+            elsize = torch.empty(0, dtype=dtype).element_size()
+            windows = [{}]
+            if "POOL" in base:
+                windows += [{"POOL": p, "WIN": triton.next_power_of_2(p * p)} for p in LARGE_POOL_SIZES]
+            for window in windows:
+                consts = {**base, **window}
+                for arch in archs:
+                    # Configs the registry's prune keeps at a large Cout (what a real layer can run).
+                    allowed = spec.kept_configs(dtype, arch=arch, smem_limit=SMEM_LIMIT.get(arch), **window)
+                    if not window:
+                        for c in spec.configs:
+                            if not any(c is a for a in allowed):
+                                dropped.setdefault((name, config_label(_config_dict(c))), []).append(
+                                    f"{dname} sm_{arch}")
+                    precisions = [True, False] if dtype == torch.float32 else [bool(base.get("DOT_TF32", False))]
+                    for tf32 in precisions:
+                        cfgs = allowed
+                        if quick and dtype != torch.float16:
+                            cfgs = [max(allowed, key=lambda c: _footprint(c, consts, elsize))]
+                        for cfg in cfgs:
+                            for flat_k in (False, True):
+                                tc = dtype != torch.float32 or tf32
+                                variants.append({
+                                    "kernel": name, "config": _config_dict(cfg), "dtype": dname,
+                                    "constexprs": {**window, "FLAT_K": flat_k, "DOT_TF32": tf32},
+                                    "k_walk": "flat" if flat_k else "tap",
+                                    "precision": ("tf32" if tf32 else "ieee") if dtype == torch.float32 else dname,
+                                    "arch": arch, "tensor_core_path": tc,
+                                    "pool_size": consts.get("POOL"), "large_window": bool(window),
+                                    "smem_estimate": smem_estimate(cfg, consts.get("WIN", 1), elsize, arch),
+                                })
+    for (name, label), where in dropped.items():
+        notes.append(f"{name} {label}: dropped by prune for the representative call ({', '.join(where)}), "
+                     "not compiled")
+    if any(v["large_window"] for v in variants):
+        notes.append("conv_relu_pool pool " + ", ".join(f"{p}x{p}" for p in LARGE_POOL_SIZES)
+                     + ": only the configs the prune keeps for that window are compiled")
     seen = set()
     for v in variants:
         group = (v["kernel"], v["precision"], v["arch"])
@@ -489,6 +520,8 @@ def triton_verdict(r: dict) -> list[str]:
     limit = SMEM_LIMIT.get(r["arch"])
     if limit is not None and r["smem_bytes"] > limit:
         why.append(f"shared memory {r['smem_bytes']} B > {limit} B")
+    if r.get("smem_estimate") is not None and r["smem_bytes"] > r["smem_estimate"]:
+        why.append(f"shared memory {r['smem_bytes']} B > the prune's estimate {r['smem_estimate']} B")
     if r["wgmma_serialized"]:
         why.append("ptxas: wgmma serialized")
     if r["tensor_core_path"]:
@@ -619,9 +652,9 @@ def run_check(*, archs=(80, 90), jobs: int | None = None, kernels=None, quick: b
                     cuda_builds.append({"file": os.path.relpath(src, root), "arch": arch,
                                         "error": f"worker failed: {type(e).__name__}: {e}"})
 
-    key = {(v["kernel"], json.dumps(v["config"], sort_keys=True), v["dtype"], v["precision"], v["k_walk"],
+    key = {(variant_label(v), json.dumps(v["config"], sort_keys=True), v["dtype"], v["precision"], v["k_walk"],
             v["arch"]): i for i, v in enumerate(variants)}
-    results.sort(key=lambda r: key[(r["kernel"], json.dumps(r["config"], sort_keys=True), r["dtype"],
+    results.sort(key=lambda r: key[(variant_label(r), json.dumps(r["config"], sort_keys=True), r["dtype"],
                                     r["precision"], r["k_walk"], r["arch"])])
     failures = []
     for r in results:
@@ -630,7 +663,7 @@ def run_check(*, archs=(80, 90), jobs: int | None = None, kernels=None, quick: b
         r["fail_reasons"] = triton_verdict(r)
         r["verdict"] = "FAIL" if r["fail_reasons"] else "ok"
         if r["fail_reasons"]:
-            failures.append(f"{r['kernel']} {r['config_label']} {r['dtype']}/{r['precision']} "
+            failures.append(f"{variant_label(r)} {r['config_label']} {r['dtype']}/{r['precision']} "
                             f"{r['k_walk']}-K sm_{r['arch']}: " + "; ".join(r["fail_reasons"]))
     for b in cuda_builds:
         if "error" in b:
@@ -703,19 +736,22 @@ def _torch_version():
 
 
 def _scope_text(quick: bool) -> str:
-    full = ("every Triton kernel x every config kept by the registry's prune x {fp16, bf16, fp32 TF32, "
-            "fp32 IEEE} x {tap-major, flat} K walk x each arch; every CUDA C++ kernel instantiation x each arch")
+    windows = ", ".join(f"{p}x{p}" for p in LARGE_POOL_SIZES)
+    full = ("every Triton kernel x every config kept by the registry's prune (per arch: its shared memory "
+            "limit) x {fp16, bf16, fp32 TF32, fp32 IEEE} x {tap-major, flat} K walk x each arch, "
+            f"conv_relu_pool also with {windows} pooling (the configs kept for each window); "
+            "every CUDA C++ kernel instantiation x each arch")
     if not quick:
         return full
-    return ("quick: all configs for fp16; for bf16, fp32 TF32 and fp32 IEEE only the config with the largest "
-            "estimated per-thread register footprint; both K walks, each arch; all CUDA C++ kernels. "
-            "(Full run: " + full + ")")
+    return ("quick: all kept configs for fp16; for bf16, fp32 TF32 and fp32 IEEE only the kept config with the "
+            "largest estimated per-thread register footprint (per arch and pooling window); both K walks, "
+            "each arch; all CUDA C++ kernels. (Full run: " + full + ")")
 
 
 def summarize(results: list, cuda_builds: list) -> list:
     groups: dict = collections.OrderedDict()
     for r in results:
-        groups.setdefault((f"triton:{r['kernel']}", r["arch"]), []).append(r)
+        groups.setdefault((f"triton:{variant_label(r)}", r["arch"]), []).append(r)
     for b in cuda_builds:
         for k in b.get("kernels", []):
             base = k["kernel"].split("<")[0]
@@ -756,9 +792,9 @@ _HEADER = ["kernel", "config", "dtype", "K", "arch", "regs", "spill st/ld", "sta
 
 def _triton_row(r) -> list:
     if "error" in r:
-        return [r["kernel"], r["config_label"], r["precision"], r["k_walk"], f"sm_{r['arch']}",
+        return [variant_label(r), r["config_label"], r["precision"], r["k_walk"], f"sm_{r['arch']}",
                 "-", "-", "-", "-", "?", "FAIL"]
-    return [r["kernel"], r["config_label"], r["precision"], r["k_walk"], f"sm_{r['arch']}", r["registers"],
+    return [variant_label(r), r["config_label"], r["precision"], r["k_walk"], f"sm_{r['arch']}", r["registers"],
             f"{r['spill_stores']}/{r['spill_loads']}", r["stack_bytes"], r["smem_bytes"],
             r["matrix"] if r["tensor_core_path"] else f"{r['matrix']} (fma)", r["verdict"]]
 
@@ -795,7 +831,7 @@ def format_table(report) -> str:
     parts = []
     by_kernel = collections.OrderedDict()
     for r in report["triton"]:
-        by_kernel.setdefault(r["kernel"], []).append(_triton_row(r))
+        by_kernel.setdefault(variant_label(r), []).append(_triton_row(r))
     for name, rows in by_kernel.items():
         parts.append(f"\n== Triton {name} ==\n" + _fmt_rows(_HEADER, rows))
     if report["cuda"].get("status") == "ok":
@@ -836,7 +872,8 @@ def format_markdown(report) -> str:
         f"* Tensor cores: {report['tensor_core_policy']}",
         "* Fails on: spills, shared memory per block above "
         + ", ".join(f"{v} B on sm_{a}" for a, v in report["smem_limit_bytes"].items())
-        + ", ptxas's serialized-wgmma warning, missing matrix instructions on a tensor-core path.",
+        + " or above the prune's estimate (`configs.smem_estimate`), ptxas's serialized-wgmma warning, "
+        "missing matrix instructions on a tensor-core path.",
         f"* Result: **{'PASSED' if report['passed'] else 'FAILED'}**. A config that fails is removed from "
         "(or replaced in) the tuning lists of `fastcodec/kernels/configs.py`, whose comments say which and why.",
         "",
@@ -857,7 +894,7 @@ def format_markdown(report) -> str:
     cols = [(a, w) for a in report["archs"] for w in ("tap", "flat")]
     grouped = collections.OrderedDict()
     for r in report["triton"]:
-        grouped.setdefault((r["kernel"], r["config_label"], r["precision"]), {})[(r["arch"], r["k_walk"])] = r
+        grouped.setdefault((variant_label(r), r["config_label"], r["precision"]), {})[(r["arch"], r["k_walk"])] = r
 
     def cell(r):
         if r is None:

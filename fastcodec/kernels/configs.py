@@ -4,7 +4,8 @@
 
 * ``fn`` -- the raw ``@triton.jit`` function (what ``triton.compile(ASTSource(fn, ...))`` takes);
 * ``configs`` -- the autotuning set for GPUs (``triton.Config`` with BLOCK_M/BLOCK_N/BLOCK_K,
-  num_warps, num_stages), sized for Ampere (sm_80, <= 163 KB shared memory) and Hopper (sm_90);
+  num_warps, num_stages), sized for Ampere (sm_80, <= 163 KB shared memory) and Hopper (sm_90),
+  pruned per call to what fits the device (:func:`prune_configs`);
 * ``interpret_config`` -- the single config used under ``TRITON_INTERPRET=1`` (the interpreter
   cannot benchmark; big tiles run fastest there);
 * ``signatures`` -- per torch dtype, a representative ``(signature, constexprs)`` pair in
@@ -37,46 +38,113 @@ import triton
 from .conv_relu_pool import conv_relu_pool_kernel, interpreting
 from .conv_relu_upsample import conv_relu_upsample_kernel
 
-__all__ = ["KERNELS", "KernelSpec", "TRITON_DTYPES"]
+__all__ = ["KERNELS", "KernelSpec", "TRITON_DTYPES", "prune_configs", "smem_estimate", "device_smem_info"]
 
 TRITON_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
-# Per-block budgets used to prune configs (sm_80 is the tighter one: 163 KB of shared memory).
-_SMEM_BYTES = 160 * 1024
-_MAX_ACC_REGS = 128  # fp32 accumulator registers per thread
+# Per-thread budget used to prune configs: fp32 accumulator registers per thread.
+_MAX_ACC_REGS = 128
+# ... for large pooling windows (WIN >= 16), by operand size: the window reduction of the epilogue
+# about doubles the registers (ptxas, python -m fastcodec.kernels.check: 4x64x32 w4 at 7x7 uses
+# 236-255 registers for 128 accumulator registers and spills in IEEE fp32, as does 64 at 5x5 in
+# fp32; the 2x2 configs spill at 3x3 on sm_80).
+_MAX_ACC_REGS_LARGE_WINDOW = {2: 64, 4: 32}
+# Shared memory per block when the device cannot be asked (no GPU, a CPU tensor): the smallest
+# opt-in maximum of the supported cards (sm_86 / sm_89: 99 KiB); see ``check.SMEM_LIMIT``.
+DEFAULT_SMEM_LIMIT = 99 * 1024
+# A dot of fewer rows runs as mma.sync on sm_90a instead of wgmma (64 rows per 4-warp group):
+# the small-BLOCK_M configs, meant for large pooling windows, are kept only from this many rows.
+_MIN_ROWS_SMALL_M = 64
 
 
 def _cfg(bm: int, bn: int, bk: int, warps: int, stages: int) -> triton.Config:
     return triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages)
 
 
-def _prune(configs, named_args, **kwargs):
-    """Drop configs whose tile is wasteful (BLOCK_N far above Cout) or does not fit (registers/smem).
+def smem_estimate(config, win: int, elsize: int, arch: int | None = None) -> int:
+    """Shared memory per block of ``config`` (bytes) for a dot of ``BLOCK_M * win`` rows.
 
-    Rows of the dot are BLOCK_M * WIN for the pooling kernel (WIN window positions per pooled pixel).
-    Always returns at least one config.
+    Buffers of the A ``[rows, BLOCK_K]`` and B ``[BLOCK_K, BLOCK_N]`` tiles: ``num_stages`` of them
+    on sm_90a (the pipelined wgmma path) and when ``arch`` is unknown (None), ``num_stages - 1`` on
+    sm_8x (Triton's cp.async pipeline; the IEEE fp32 path on sm_90a uses as few).  ``python -m
+    fastcodec.kernels.check`` fails a variant whose compiled shared memory exceeds this estimate.
     """
-    win = int(kwargs.get("WIN", 1))
-    cout = int(named_args["Cout"])
+    rows = config.kwargs["BLOCK_M"] * int(win)
+    buffers = config.num_stages if arch is None or arch >= 90 else max(1, config.num_stages - 1)
+    return buffers * (rows + config.kwargs["BLOCK_N"]) * config.kwargs["BLOCK_K"] * int(elsize)
+
+
+_DEVICE_SMEM: dict[int, tuple[int, int | None]] = {}
+
+
+def device_smem_info(device) -> tuple[int, int | None]:
+    """``(shared memory per block, arch)`` of a CUDA ``device``: its opt-in maximum and compute
+    capability (e.g. 80); ``(DEFAULT_SMEM_LIMIT, None)`` for anything else (a CPU tensor, the
+    interpreter) or when the device cannot be queried."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return DEFAULT_SMEM_LIMIT, None
+    try:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index not in _DEVICE_SMEM:
+            props = torch.cuda.get_device_properties(index)
+            limit = int(getattr(props, "shared_memory_per_block_optin", 0) or 0) or DEFAULT_SMEM_LIMIT
+            _DEVICE_SMEM[index] = (limit, props.major * 10 + props.minor)
+        return _DEVICE_SMEM[index]
+    except Exception:  # driver trouble: stay conservative
+        return DEFAULT_SMEM_LIMIT, None
+
+
+def prune_configs(configs, *, cout: int, elsize: int, win: int = 1, smem_limit: int = DEFAULT_SMEM_LIMIT,
+                  arch: int | None = None):
+    """The configs worth running for ``cout`` output channels, ``elsize``-byte operands and ``win``
+    GEMM rows per output pixel (``WIN`` of the pooling kernel, 1 otherwise) on a device of compute
+    capability ``arch`` (None: unknown) with ``smem_limit`` bytes of shared memory per block.
+
+    Dropped: BLOCK_N far above Cout; dots of fewer than 16 rows (``tl.dot``'s minimum);
+    small-BLOCK_M configs (BLOCK_M < 16, for large windows) below 64 rows; accumulators above
+    ``_MAX_ACC_REGS`` registers per thread (``_MAX_ACC_REGS_LARGE_WINDOW`` from 16 rows per output
+    pixel); shared memory (:func:`smem_estimate` for ``arch``)
+    above ``smem_limit``.  Never empty: when Cout is below the BLOCK_N of every config that fits
+    otherwise, the narrowest of those; when none fits at all, the config of least shared memory
+    (among those with a valid dot).
+    """
+    win = int(win)
+    n_cap = max(16, triton.next_power_of_2(int(cout)))
+    max_acc = _MAX_ACC_REGS if win <= 4 else _MAX_ACC_REGS_LARGE_WINDOW.get(int(elsize), 32)
+
+    def rows(c):
+        return c.kwargs["BLOCK_M"] * win
+
+    def acc_regs(c):
+        return rows(c) * c.kwargs["BLOCK_N"] / (32 * c.num_warps)
+
+    def fits(c, cap_n=True):
+        if (cap_n and c.kwargs["BLOCK_N"] > n_cap) or rows(c) < 16 or acc_regs(c) > max_acc:
+            return False
+        if c.kwargs["BLOCK_M"] < 16 and rows(c) < _MIN_ROWS_SMALL_M:
+            return False
+        return smem_estimate(c, win, elsize, arch) <= smem_limit
+
+    kept = [c for c in configs if fits(c)]
+    if not kept:  # Cout below every BLOCK_N that fits: the narrowest of those
+        kept = [c for c in configs if fits(c, cap_n=False)]
+        kept = [c for c in kept if c.kwargs["BLOCK_N"] == min(k.kwargs["BLOCK_N"] for k in kept)]
+    if not kept:  # nothing fits: the one most likely to run at all
+        valid = [c for c in configs if rows(c) >= 16] or list(configs)
+        kept = [min(valid, key=lambda c: (smem_estimate(c, win, elsize, arch), acc_regs(c)))]
+    return kept
+
+
+def _prune(configs, named_args, **kwargs):
+    """The autotuner's ``early_config_prune``: :func:`prune_configs` for this call (Cout, dtype,
+    ``WIN`` of the pooling kernel) on the input's device (its shared memory per block)."""
     x = named_args["x_ptr"]
     elsize = x.element_size() if hasattr(x, "element_size") else 2
-    n_cap = max(16, triton.next_power_of_2(cout))
-
-    def footprint(c):
-        rows = c.kwargs["BLOCK_M"] * win
-        acc_regs = rows * c.kwargs["BLOCK_N"] / (32 * c.num_warps)
-        smem = c.num_stages * (rows + c.kwargs["BLOCK_N"]) * c.kwargs["BLOCK_K"] * elsize
-        return rows, acc_regs, smem
-
-    kept = []
-    for c in configs:
-        rows, acc_regs, smem = footprint(c)
-        if c.kwargs["BLOCK_N"] > n_cap or rows < 16 or acc_regs > _MAX_ACC_REGS or smem > _SMEM_BYTES:
-            continue
-        kept.append(c)
-    if not kept:
-        kept = [min(configs, key=lambda c: footprint(c)[1:])]
-    return kept
+    device = getattr(x, "device", None)
+    limit, arch = device_smem_info(device) if device is not None else (DEFAULT_SMEM_LIMIT, None)
+    return prune_configs(configs, cout=int(named_args["Cout"]), elsize=elsize,
+                         win=int(kwargs.get("WIN", 1)), smem_limit=limit, arch=arch)
 
 
 @dataclass
@@ -90,6 +158,19 @@ class KernelSpec:
     # Argument specialisations of the representative (hot-path) call, as Triton's JIT would derive
     # them: 1 -> the argument becomes a constexpr equal to 1; 16 -> divisibility-by-16 attribute.
     hints: dict = field(default_factory=dict)
+
+    def kept_configs(self, dtype: torch.dtype, *, cout: int = 4096, arch: int | None = None,
+                     smem_limit: int | None = None, **constexprs) -> list:
+        """The configs the prune keeps for a call in ``dtype`` with ``cout`` output channels and the
+        representative constexprs (``constexprs`` override them, e.g. ``POOL=3, WIN=16``) on a
+        device of compute capability ``arch`` with ``smem_limit`` bytes of shared memory per block
+        (None: :data:`DEFAULT_SMEM_LIMIT`): what the ahead-of-time check compiles."""
+        if self.prune is None:
+            return list(self.configs)
+        win = {**self.signatures[dtype][1], **constexprs}.get("WIN", 1)
+        elsize = torch.empty(0, dtype=dtype).element_size()
+        return prune_configs(self.configs, cout=cout, elsize=elsize, win=win, arch=arch,
+                             smem_limit=DEFAULT_SMEM_LIMIT if smem_limit is None else smem_limit)
 
     def autotuned(self, interpret: bool):
         """The autotuned kernel: the GPU set, or the interpreter config alone."""
@@ -161,6 +242,13 @@ _POOL_CONFIGS = [
     _cfg(64, 64, 32, 8, 3),   # 256 x 64 (few output channels, many pixels)
     _cfg(16, 64, 64, 4, 4),   # 64 x 64, small problems / occupancy
     _cfg(32, 32, 32, 4, 4),   # 128 x 32 (Cout <= 32)
+    # Large windows (pool_size >= 3: WIN = 16, 32, 64 rows per pooled pixel), where the configs
+    # above need >= 256 rows, up to 320 KiB of shared memory, and spill.  The prune keeps these only
+    # from 64 dot rows (never for 2x2 pooling, whose choices above are unchanged) and within the
+    # large-window register budget (fp32: the 64 x 64 tile alone; 16-bit: also 128 x 64):
+    _cfg(4, 64, 32, 4, 2),    # 64 x 64 for 3x3/4x4, 128 x 64 for 5x5
+    _cfg(2, 64, 32, 4, 2),    # 64 x 64 for 5x5, 128 x 64 for 6x6/7x7 (3 stages: 8 B IEEE fp32 spills)
+    _cfg(1, 64, 32, 4, 3),    # 64 x 64 for 6x6/7x7 (2 stages: 8 B IEEE fp32 flat-K spills on sm_80)
 ]
 _POOL_INTERPRET = _cfg(16, 32, 32, 4, 1)
 

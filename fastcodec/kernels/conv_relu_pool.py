@@ -23,8 +23,11 @@ Design (implicit GEMM, fp32 accumulation):
   max-pool -> ``relu(max(acc) + b)``; avg-pool -> ``mean(relu(acc + b))``.  The maxima propagate
   NaN, as ``F.max_pool2d`` and ``F.relu`` do.
 
-Offsets inside one image are int32 (an image, C*H*W, must stay below 2**31 elements); batch offsets
-are int64.  On GPUs the fast path is channels_last with Cin, Cout multiples of 16 (vectorised,
+Offsets inside one image are int32, batch offsets int64; the row index (pooled pixels of the whole
+batch) and the grid are int32.  The launcher keeps both in range (:func:`int32_offsets_ok`,
+:func:`batch_chunks`): a call whose image (input, output, or the repacked weight) reaches 2**31
+elements runs the torch composition instead, and a batch of more rows is launched in chunks of
+whole images.  On GPUs the fast path is channels_last with Cin, Cout multiples of 16 (vectorised,
 software-pipelined loads); NCHW works through the strides but gathers along channels.
 
 The module imports ``triton`` at import time; :mod:`fastcodec.ops` imports it lazily.  When the
@@ -34,9 +37,11 @@ module is imported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -44,6 +49,14 @@ __all__ = ["conv_relu_pool_triton", "conv_relu_pool_kernel", "conv_gemm_tile"]
 
 # Cin below this takes the flattened-K walk (see module docstring).
 FLAT_K_MAX_CIN = 32
+
+INT32_MAX = 2**31 - 1
+# Rows (output pixels of the batch) per launch: the row index of a tile (pid_m * BLOCK_M + r, up to
+# BLOCK_M - 1 past the last row; BLOCK_M <= 256 in every config) must stay an int32.
+MAX_LAUNCH_ROWS = INT32_MAX - 1024
+# Smallest BLOCK_M and BLOCK_N of any config: the grid (row tiles x channel tiles) is at most
+# rows / _MIN_BLOCK_M * cdiv(Cout, _MIN_BLOCK_N) programs, which must stay an int32 too.
+_MIN_BLOCK_M, _MIN_BLOCK_N = 1, 16
 
 
 def interpreting() -> bool:
@@ -83,6 +96,59 @@ def output_memory_format(x: torch.Tensor) -> torch.memory_format:
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
+
+
+def device_guard(t: torch.Tensor):
+    """``torch.cuda.device(t.device)`` for a CUDA tensor, a no-op otherwise.
+
+    Triton launches on ``torch.cuda.current_device()`` and its current stream, whatever the
+    tensors' device: every launch runs inside this guard."""
+    if t.device.type == "cuda":
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
+
+
+def _image_extent(sizes, strides) -> int:
+    """Largest element offset inside one image (dims 1.. of an ``[N, ...]`` tensor)."""
+    return sum((int(n) - 1) * abs(int(st)) for n, st in zip(sizes[1:], strides[1:]) if int(n) > 0)
+
+
+def int32_offsets_ok(x_shape, x_strides, kernel_hw, weight_numel: int, out_shape) -> bool:
+    """Whether the kernels' int32 in-image offsets cannot overflow for this call.
+
+    The input image with its strides (rows/columns at least the kernel's, whose taps are int32
+    offsets too), the output image (dense: allocated by the launcher) and the repacked weight must
+    each span at most ``INT32_MAX`` elements.  Plain ints, so it runs on meta shapes."""
+    _, c, h, w = (int(v) for v in x_shape)
+    kh, kw = (int(v) for v in kernel_hw)
+    x_reach = _image_extent((1, c, max(h, kh), max(w, kw)), x_strides)
+    out_elems = 1
+    for v in out_shape[1:]:
+        out_elems *= int(v)
+    return max(x_reach, out_elems - 1, int(weight_numel) - 1) <= INT32_MAX
+
+
+def max_launch_rows(cout: int) -> int:
+    """Most output rows (pixels of the batch) one launch may cover for ``cout`` GEMM columns."""
+    return max(1, min(MAX_LAUNCH_ROWS, INT32_MAX * _MIN_BLOCK_M // triton.cdiv(int(cout), _MIN_BLOCK_N)))
+
+
+def batch_chunks(n_batch: int, rows_per_image: int, max_rows: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of consecutive whole images covering ``range(n_batch)`` with at
+    most ``max_rows`` rows each (one chunk when the batch fits); one image per chunk at least."""
+    per = max(1, int(max_rows) // max(1, int(rows_per_image)))
+    return [(n0, min(n0 + per, n_batch)) for n0 in range(0, n_batch, per)]
+
+
+def torch_conv_relu(x, weight, bias, *, stride, pad_top, pad_left, out_h, out_w):
+    """``relu(conv2d(...))`` of the ``"torch"`` backend for the launchers' geometry (bottom/right
+    padding follow from ``out_h``/``out_w``; negative = rows the convolution never reads)."""
+    from fastcodec.ops._conv import conv_relu  # the reference path of fastcodec.ops
+
+    kh, kw = weight.shape[2], weight.shape[3]
+    pad_bottom = (out_h - 1) * stride + kh - x.shape[2] - pad_top
+    pad_right = (out_w - 1) * stride + kw - x.shape[3] - pad_left
+    return conv_relu(x, weight, bias, stride, (pad_top, pad_bottom, pad_left, pad_right))
 
 
 def repack_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -263,7 +329,8 @@ def conv_relu_pool_triton(
     (out_h, out_w) is the conv output size computed by the caller (which also resolves asymmetric
     "same" padding into pad_top/pad_left; bottom/right padding is implied by out_h/out_w).
     Arguments are assumed validated (same dtype/device, 4-D, kh/kw in 1..7).  ``_flat_k`` forces the
-    K walk (tests); by default it follows Cin.
+    K walk (tests); by default it follows Cin.  Launches on x's device (and its current stream);
+    an image beyond the kernel's int32 offsets runs the torch composition instead.
     """
     if pool not in ("max", "avg"):
         raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
@@ -271,8 +338,14 @@ def conv_relu_pool_triton(
     cout, _, kh, kw = weight.shape
     p = int(pool_size)
     ph, pw = int(out_h) // p, int(out_w) // p
-    out = torch.empty((n_batch, cout, ph, pw), dtype=x.dtype, device=x.device,
-                      memory_format=output_memory_format(x))
+    fmt = output_memory_format(x)
+    if not int32_offsets_ok(x.shape, x.stride(), (kh, kw), weight.numel(), (n_batch, cout, ph, pw)):
+        # An image too large for the kernels' int32 offsets: the torch composition, exactly.
+        z = torch_conv_relu(x, weight, bias, stride=int(stride), pad_top=int(pad_top), pad_left=int(pad_left),
+                            out_h=int(out_h), out_w=int(out_w))
+        out = F.max_pool2d(z, p) if pool == "max" else F.avg_pool2d(z, p)
+        return out.contiguous(memory_format=fmt)
+    out = torch.empty((n_batch, cout, ph, pw), dtype=x.dtype, device=x.device, memory_format=fmt)
     if out.numel() == 0:
         return out
 
@@ -280,19 +353,28 @@ def conv_relu_pool_triton(
     has_bias = bias is not None
     b = bias.contiguous() if has_bias else w2  # dummy pointer when there is no bias
     flat_k = (cin < FLAT_K_MAX_CIN) if _flat_k is None else bool(_flat_k)
-    m_total = n_batch * ph * pw
-
-    def grid(meta):
-        return (triton.cdiv(m_total, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]),)
-
-    from .configs import tuned_kernel  # configs.py imports this module
-
-    tuned_kernel("conv_relu_pool")[grid](
-        x, w2, b, out,
-        n_batch, cin, h, w, cout, ph, pw, int(pad_top), int(pad_left),
-        *x.stride(), *out.stride(),
+    meta = dict(
         KH=kh, KW=kw, STRIDE=int(stride),
         POOL=p, WIN=triton.next_power_of_2(p * p), POOL_MAX=(pool == "max"), HAS_BIAS=has_bias,
         FLAT_K=flat_k, DOT_TF32=use_tf32(x.dtype), UPCAST=interpreting(),
     )
+
+    from .configs import tuned_kernel  # configs.py imports this module
+
+    kernel = tuned_kernel("conv_relu_pool")
+    with device_guard(x):
+        # The row count N*PH*PW is an int32 in the kernel: huge batches go in chunks of images.
+        for n0, n1 in batch_chunks(n_batch, ph * pw, max_launch_rows(cout)):
+            xc, oc = (x, out) if n1 - n0 == n_batch else (x[n0:n1], out[n0:n1])
+            m_rows = (n1 - n0) * ph * pw
+
+            def grid(meta, m_rows=m_rows):
+                return (triton.cdiv(m_rows, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]),)
+
+            kernel[grid](
+                xc, w2, b, oc,
+                n1 - n0, cin, h, w, cout, ph, pw, int(pad_top), int(pad_left),
+                *xc.stride(), *oc.stride(),
+                **meta,
+            )
     return out

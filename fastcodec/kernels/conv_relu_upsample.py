@@ -11,8 +11,9 @@ stored at output (c, oh*s + i, ow*s + j).  The launcher reorders the GEMM column
 to (i, j, c), c fastest, so that consecutive columns of a tile land on consecutive channels, i.e.
 contiguous addresses in a channels_last output.  The store offset separates into a per-row part
 (n, oh, ow) and a per-column part (c, i, j), so the scatter costs one add per element.
-Offsets inside one image are int32 (an image, C*H*W, must stay below 2**31 elements); batch offsets
-are int64.
+Offsets inside one image are int32, batch offsets int64, the row index (conv pixels of the batch)
+and the grid int32: the launcher runs the torch composition for an image too large for them and
+launches huge batches in chunks, as :mod:`fastcodec.kernels.conv_relu_pool` does.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ import triton.language as tl
 
 from .conv_relu_pool import (
     FLAT_K_MAX_CIN,
+    batch_chunks,
     conv_gemm_tile,
+    device_guard,
+    int32_offsets_ok,
     interpreting,
+    max_launch_rows,
     output_memory_format,
     repack_weight,
+    torch_conv_relu,
     use_tf32,
 )
 
@@ -113,8 +119,15 @@ def conv_relu_upsample_triton(
         raise ValueError(f"weight.shape[0]={cconv} is not a multiple of scale**2={s * s}")
     c = cconv // (s * s)
     oh, ow = int(out_h), int(out_w)
-    out = torch.empty((n_batch, c, oh * s, ow * s), dtype=x.dtype, device=x.device,
-                      memory_format=output_memory_format(x))
+    fmt = output_memory_format(x)
+    if not int32_offsets_ok(x.shape, x.stride(), (kh, kw), weight.numel(), (n_batch, c, oh * s, ow * s)):
+        # An image too large for the kernels' int32 offsets: the torch composition, exactly.
+        from fastcodec.ops._conv import pixel_shuffle
+
+        z = torch_conv_relu(x, weight, bias, stride=1, pad_top=int(pad_top), pad_left=int(pad_left),
+                            out_h=oh, out_w=ow)
+        return pixel_shuffle(z, s).contiguous(memory_format=fmt)
+    out = torch.empty((n_batch, c, oh * s, ow * s), dtype=x.dtype, device=x.device, memory_format=fmt)
     if out.numel() == 0:
         return out
 
@@ -124,18 +137,25 @@ def conv_relu_upsample_triton(
     has_bias = bias is not None
     b = bias.index_select(0, col_order).contiguous() if has_bias else w2
     flat_k = (cin < FLAT_K_MAX_CIN) if _flat_k is None else bool(_flat_k)
-    m_total = n_batch * oh * ow
-
-    def grid(meta):
-        return (triton.cdiv(m_total, meta["BLOCK_M"]) * triton.cdiv(cconv, meta["BLOCK_N"]),)
+    meta = dict(KH=kh, KW=kw, SCALE=s, HAS_BIAS=has_bias, FLAT_K=flat_k, DOT_TF32=use_tf32(x.dtype),
+                UPCAST=interpreting())
 
     from .configs import tuned_kernel  # configs.py imports this module
 
-    tuned_kernel("conv_relu_upsample")[grid](
-        x, w2, b, out,
-        n_batch, cin, h, w, cconv, oh, ow, int(pad_top), int(pad_left),
-        *x.stride(), *out.stride(),
-        KH=kh, KW=kw, SCALE=s, HAS_BIAS=has_bias,
-        FLAT_K=flat_k, DOT_TF32=use_tf32(x.dtype), UPCAST=interpreting(),
-    )
+    kernel = tuned_kernel("conv_relu_upsample")
+    with device_guard(x):
+        # The row count N*OH*OW is an int32 in the kernel: huge batches go in chunks of images.
+        for n0, n1 in batch_chunks(n_batch, oh * ow, max_launch_rows(cconv)):
+            xc, oc = (x, out) if n1 - n0 == n_batch else (x[n0:n1], out[n0:n1])
+            m_rows = (n1 - n0) * oh * ow
+
+            def grid(meta, m_rows=m_rows):
+                return (triton.cdiv(m_rows, meta["BLOCK_M"]) * triton.cdiv(cconv, meta["BLOCK_N"]),)
+
+            kernel[grid](
+                xc, w2, b, oc,
+                n1 - n0, cin, h, w, cconv, oh, ow, int(pad_top), int(pad_left),
+                *xc.stride(), *oc.stride(),
+                **meta,
+            )
     return out

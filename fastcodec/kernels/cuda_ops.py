@@ -52,26 +52,43 @@ def _load_extension(required: bool):
     return mod
 
 
-def is_available() -> bool:
+def is_available(device=None) -> bool:
     """True when the CUDA extension is built with the fused conv kernels and torch sees a GPU
-    whose architecture the extension was compiled for (or can JIT from its PTX)."""
+    whose architecture the extension was compiled for (or can JIT from its PTX): ``device`` (a
+    ``torch.device``, index or string, e.g. a tensor's ``.device``), by default the current one."""
     mod = _load_extension(required=False)
     if mod is None or not torch.cuda.is_available():
         return False
+    return _device_supported(mod, device)
+
+
+def _device_supported(mod, device) -> bool:
+    """``device``'s compute capability is at least the lowest one the extension was built for."""
     try:
-        major, minor = torch.cuda.get_device_capability()
-    except Exception:  # pragma: no cover - driver trouble after is_available()
+        major, minor = torch.cuda.get_device_capability(device)
+    except Exception:  # not a CUDA device, or driver trouble after is_available()
         return False
     archs = list(mod.compiled_architectures())
     return bool(archs) and major * 10 + minor >= min(archs)
 
 
-def _extension():
+def _extension(device=None):
+    """The extension, checked usable on ``device`` (x's device; None: no device check)."""
     mod = _load_extension(required=True)
     if not torch.cuda.is_available():
         raise RuntimeError(
             "CUDA is not available to torch (no GPU, no driver, or a CPU-only torch build): the "
             "fastcodec CUDA kernels cannot run"
+        )
+    if device is not None and not _device_supported(mod, device):
+        try:
+            major, minor = torch.cuda.get_device_capability(device)
+            arch = f"sm_{major}{minor}"
+        except Exception:
+            arch = "unknown architecture"
+        raise RuntimeError(
+            f"fastcodec._cuda was built for {sorted(mod.compiled_architectures())}, which cannot run "
+            f"on {device} ({arch}): rebuild with that architecture (FASTCODEC_CUDA_ARCHITECTURES)"
         )
     return mod
 
@@ -153,8 +170,9 @@ def conv_relu_pool_cuda(
     size before pooling. Returns ``[N, Cout, out_h // pool_size, out_w // pool_size]``.
     """
     op = "conv_relu_pool_cuda"
-    mod = _extension()
+    _extension()
     _check_operands(op, x, weight, bias)
+    mod = _extension(x.device)
     if stride not in (1, 2):
         raise ValueError(f"{op}: stride must be 1 or 2, got {stride}")
     if pool not in ("max", "avg"):
@@ -202,8 +220,9 @@ def conv_relu_upsample_cuda(
     Returns ``[N, C, out_h*scale, out_w*scale]``.
     """
     op = "conv_relu_upsample_cuda"
-    mod = _extension()
+    _extension()
     _check_operands(op, x, weight, bias)
+    mod = _extension(x.device)
     if scale < 1:
         raise ValueError(f"{op}: scale must be >= 1, got {scale}")
     cout = weight.shape[0]

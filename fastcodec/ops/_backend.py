@@ -58,21 +58,28 @@ def triton_interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def cuda_ops_available() -> bool:
-    """The CUDA C++ backend's extension is importable and says it is usable."""
+def cuda_ops_available(device: Optional[torch.device] = None) -> bool:
+    """The CUDA C++ backend's extension is importable and says it is usable on ``device`` (the
+    tensors' CUDA device; None: the current one)."""
     try:
         from fastcodec.kernels import cuda_ops
     except ImportError:
         return False
     try:
-        return bool(cuda_ops.is_available())
+        return bool(cuda_ops.is_available() if device is None else cuda_ops.is_available(device))
     except Exception:
         return False
 
 
-def _default_backend(device_type: str) -> str:
+def _cuda_device(device_type: str, device_index: Optional[int]) -> Optional[torch.device]:
+    if device_type != "cuda" or device_index is None:
+        return None
+    return torch.device("cuda", device_index)
+
+
+def _default_backend(device_type: str, device_index: Optional[int] = None) -> str:
     if device_type == "cuda":
-        if CUDA_BACKEND_IS_DEFAULT and cuda_ops_available():
+        if CUDA_BACKEND_IS_DEFAULT and cuda_ops_available(_cuda_device(device_type, device_index)):
             return "cuda"
         if triton_available():
             return "triton"
@@ -89,8 +96,11 @@ def _assume_constant_result(fn):
 
 
 @_assume_constant_result
-def _resolve(requested: Optional[str], device_type: str, op: str) -> Tuple[str, str, str]:
+def _resolve(
+    requested: Optional[str], device_type: str, op: str, device_index: Optional[int] = None
+) -> Tuple[str, str, str]:
     """-> ``(backend, error kind, message)``; kind is "" (ok), "value" or "runtime".
+    ``device_index``: the tensors' CUDA device, whose architecture the "cuda" backend must support.
 
     Errors are returned rather than raised: under ``torch.compile`` this function is evaluated
     once at trace time as a constant, and the caller raises (a plain ValueError/RuntimeError in
@@ -101,7 +111,7 @@ def _resolve(requested: Optional[str], device_type: str, op: str) -> Tuple[str, 
         if env:
             requested, source = env, f"the {ENV_VAR} environment variable"
     if requested is None:
-        return _default_backend(device_type), "", ""
+        return _default_backend(device_type, device_index), "", ""
     if not isinstance(requested, str) or requested not in BACKENDS:
         return "", "value", (
             f"{op}: unknown backend {requested!r} (from {source}); expected one of {BACKENDS}"
@@ -134,11 +144,11 @@ def _resolve(requested: Optional[str], device_type: str, op: str) -> Tuple[str, 
                 f"{op}: backend 'cuda' (from {source}) needs CUDA tensors, got tensors on "
                 f"{device_type!r}"
             )
-        if not cuda_ops_available():
+        if not cuda_ops_available(_cuda_device(device_type, device_index)):
             return "", "runtime", (
                 f"{op}: backend 'cuda' was requested (from {source}) but the CUDA C++ extension "
-                "is not available (fastcodec.kernels.cuda_ops.is_available() is False: built "
-                "without CUDA?)"
+                "is not available for this device (fastcodec.kernels.cuda_ops.is_available() is "
+                "False: built without CUDA, or not for this GPU's architecture?)"
             )
     return requested, "", ""
 
@@ -148,7 +158,7 @@ def resolve_backend(requested: Optional[str], device: torch.device, op: str) -> 
     unknown name and RuntimeError when the requested backend cannot run there."""
     if requested is not None and not isinstance(requested, str):
         raise TypeError(f"{op}: backend must be a str or None, got {type(requested).__name__}")
-    backend, kind, message = _resolve(requested, device.type, op)
+    backend, kind, message = _resolve(requested, device.type, op, device.index)
     if kind == "value":
         raise ValueError(message)
     if kind:

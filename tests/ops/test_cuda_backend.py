@@ -14,6 +14,7 @@ Three levels, so that something meaningful runs everywhere:
 from __future__ import annotations
 
 import itertools
+import types
 
 import pytest
 import torch
@@ -265,6 +266,47 @@ def test_python_launchers_without_cuda():
                                          pad_left=1, out_h=8, out_w=8, scale=2)
 
 
+def _fake_devices(monkeypatch, capabilities, archs=(80, 90)):
+    """torch sees CUDA devices with these capabilities (index -> (major, minor); None is the
+    current device, 0); the extension was built for ``archs``."""
+    fake = types.SimpleNamespace(conv_relu_pool=object(), compiled_architectures=lambda: list(archs))
+    monkeypatch.setattr(cuda_ops, "_load_extension", lambda required: fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    def capability(device=None):
+        device = torch.device("cuda", 0) if device is None else torch.device(device)
+        if device.type != "cuda":
+            raise ValueError(f"Expected a cuda device, but got: {device}")
+        return capabilities[device.index]
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+
+
+def test_availability_follows_the_tensors_device(monkeypatch):
+    """is_available(device) and the launchers' check ask the tensors' device, not the current one:
+    an sm_75 cuda:1 next to an sm_80 cuda:0 cannot run a build for sm_80/sm_90."""
+    from fastcodec.ops import _backend
+
+    _fake_devices(monkeypatch, {0: (8, 0), 1: (7, 5)})
+    assert cuda_ops.is_available() is True  # the current device, cuda:0
+    assert cuda_ops.is_available(torch.device("cuda", 0)) is True
+    assert cuda_ops.is_available(torch.device("cuda", 1)) is False
+    assert cuda_ops.is_available("cuda:1") is False
+    assert cuda_ops.is_available(torch.device("cpu")) is False
+    cuda_ops._extension(torch.device("cuda", 0))
+    with pytest.raises(RuntimeError, match=r"cuda:1 \(sm_75\)"):
+        cuda_ops._extension(torch.device("cuda", 1))
+    # The backend choice too.
+    monkeypatch.delenv(_backend.ENV_VAR, raising=False)
+    assert _backend.resolve_backend("cuda", torch.device("cuda", 0), "op") == "cuda"
+    with pytest.raises(RuntimeError, match="is not available"):
+        _backend.resolve_backend("cuda", torch.device("cuda", 1), "op")
+    monkeypatch.setattr(_backend, "CUDA_BACKEND_IS_DEFAULT", True)
+    monkeypatch.setattr(_backend, "triton_available", lambda: True)
+    assert _backend.resolve_backend(None, torch.device("cuda", 0), "op") == "cuda"
+    assert _backend.resolve_backend(None, torch.device("cuda", 1), "op") == "triton"
+
+
 def test_output_memory_format_rule_matches_torch():
     """cuda_ops' port of suggest_memory_format == channels_last agrees with torch's."""
     prims = pytest.importorskip("torch._prims_common")
@@ -466,6 +508,25 @@ def test_gpu_side_stream_and_no_bias():
     side.synchronize()
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert_close(out, reference_pool(x, weight, None, **geo), torch.float16)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_gpu_tensors_on_another_device_keep_the_current_device():
+    """The extension makes x's device current for the launch and restores the caller's after."""
+    torch.cuda.set_device(0)
+    x = make_input((2, 4, 12, 10), torch.float16, "channels_last", "cuda:1", seed=23)
+    weight, bias = make_params(8, 4, 3, 3, torch.float16, "cuda:1", seed=23)
+    geo = dict(stride=1, pad_top=1, pad_left=1, out_h=12, out_w=10, pool="max", pool_size=2)
+    out = cuda_ops.conv_relu_pool_cuda(x, weight, bias, **geo)
+    assert torch.cuda.current_device() == 0 and out.device == x.device
+    assert_close(out, reference_pool(x, weight, bias, **geo), torch.float16)
+    up = cuda_ops.conv_relu_upsample_cuda(x, weight, bias, pad_top=1, pad_left=1, out_h=12,
+                                          out_w=10, scale=2)
+    assert torch.cuda.current_device() == 0
+    assert_close(up, reference_upsample(x, weight, bias, pad_top=1, pad_left=1, out_h=12,
+                                        out_w=10, scale=2), torch.float16)
 
 
 @pytest.mark.gpu

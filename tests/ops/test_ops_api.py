@@ -424,11 +424,11 @@ def test_default_backend(clean_env):
 def test_cuda_backend_is_not_default_yet(clean_env):
     assert ops.CUDA_BACKEND_IS_DEFAULT is False
     clean_env.setattr(_backend, "triton_available", lambda: True)
-    clean_env.setattr(_backend, "cuda_ops_available", lambda: True)
+    clean_env.setattr(_backend, "cuda_ops_available", lambda device=None: True)
     assert _backend.resolve_backend(None, CUDA, "op") == "triton"
     clean_env.setattr(_backend, "CUDA_BACKEND_IS_DEFAULT", True)  # once its GPU tests pass
     assert _backend.resolve_backend(None, CUDA, "op") == "cuda"
-    clean_env.setattr(_backend, "cuda_ops_available", lambda: False)
+    clean_env.setattr(_backend, "cuda_ops_available", lambda device=None: False)
     assert _backend.resolve_backend(None, CUDA, "op") == "triton"
 
 
@@ -453,13 +453,13 @@ def test_cuda_backend_requirements(clean_env):
         _backend.resolve_backend("cuda", CPU, "op")
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         conv_relu_pool(X, W, backend="cuda")
-    clean_env.setattr(_backend, "cuda_ops_available", lambda: False)
+    clean_env.setattr(_backend, "cuda_ops_available", lambda device=None: False)
     with pytest.raises(RuntimeError, match="is not available"):
         _backend.resolve_backend("cuda", CUDA, "op")
     clean_env.setenv("FASTCODEC_BACKEND", "cuda")
     with pytest.raises(RuntimeError, match="FASTCODEC_BACKEND"):
         _backend.resolve_backend(None, CUDA, "op")
-    clean_env.setattr(_backend, "cuda_ops_available", lambda: True)
+    clean_env.setattr(_backend, "cuda_ops_available", lambda device=None: True)
     assert _backend.resolve_backend("cuda", CUDA, "op") == "cuda"
 
 
@@ -480,7 +480,7 @@ def test_triton_on_cpu_needs_interpreter(clean_env):
 
 
 def test_float64_only_with_torch_backend(clean_env):
-    clean_env.setattr(_backend, "cuda_ops_available", lambda: True)
+    clean_env.setattr(_backend, "cuda_ops_available", lambda device=None: True)
     clean_env.setenv("TRITON_INTERPRET", "1")
     clean_env.setattr(_backend, "triton_available", lambda: True)
     with pytest.raises(TypeError, match="float64"):

@@ -13,7 +13,9 @@ shows up as a mismatch.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import types
 
 import pytest
 import torch
@@ -30,6 +32,8 @@ from _fastcodec_ops_test_helpers import (  # noqa: E402  (conftest: interpreter 
 )
 
 from fastcodec.kernels import configs as configs_mod  # noqa: E402
+from fastcodec.kernels import conv_relu_pool as kpool  # noqa: E402
+from fastcodec.kernels import conv_relu_upsample as kup  # noqa: E402
 from fastcodec.kernels.conv_relu_pool import (  # noqa: E402
     conv_relu_pool_triton,
     cudnn_conv_tf32,
@@ -318,7 +322,7 @@ def test_registry_is_consistent():
 
     assert set(KERNELS) == {"conv_relu_pool", "conv_relu_upsample"}
     for name, spec in KERNELS.items():
-        assert 4 <= len(spec.configs) <= 8
+        assert 4 <= len(spec.configs) <= 10
         for cfg in [*spec.configs, spec.interpret_config]:
             assert set(cfg.kwargs) == {"BLOCK_M", "BLOCK_N", "BLOCK_K"}
             assert cfg.kwargs["BLOCK_K"] >= 16 and cfg.kwargs["BLOCK_N"] >= 16
@@ -344,6 +348,296 @@ def test_prune_keeps_fitting_configs():
     assert kept and all(c.kwargs["BLOCK_N"] <= 32 for c in kept)
     kept = spec.prune(spec.configs, {"Cout": 192, "x_ptr": x}, WIN=16)  # 3x3 windows
     assert kept and all(c.kwargs["BLOCK_M"] * 16 * c.kwargs["BLOCK_N"] <= 128 * 32 * c.num_warps for c in kept)
+
+
+def _label(c):
+    return (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps, c.num_stages)
+
+
+# (opt-in shared memory per block, arch) of A100, H100, RTX 3090/4090, and an unknown device.
+DEVICES = [(166912, 80), (232448, 90), (101376, 86), (configs_mod.DEFAULT_SMEM_LIMIT, None)]
+
+
+def _old_prune(configs, cout, elsize, win):
+    """The prune before the large-window configs (fixed 160 KB budget): its 2x2 choices are tuned."""
+    n_cap = max(16, 1 << (cout - 1).bit_length())
+
+    def fp(c):
+        rows = c.kwargs["BLOCK_M"] * win
+        return (rows, rows * c.kwargs["BLOCK_N"] / (32 * c.num_warps),
+                c.num_stages * (rows + c.kwargs["BLOCK_N"]) * c.kwargs["BLOCK_K"] * elsize)
+
+    kept = [c for c in configs if not (c.kwargs["BLOCK_N"] > n_cap or fp(c)[0] < 16 or fp(c)[1] > 128
+                                       or fp(c)[2] > 160 * 1024)]
+    return kept or [min(configs, key=lambda c: fp(c)[1:])]
+
+
+@pytest.mark.parametrize("elsize", [2, 4])
+@pytest.mark.parametrize("cout", [3, 16, 24, 48, 64, 192, 4096])
+def test_prune_keeps_the_2x2_choices_on_a100_and_h100(cout, elsize):
+    """The small-BLOCK_M configs never enter 2x2 pooling (nor the upsample kernel): the tuned
+    choices on sm_80/sm_90 are those of the former fixed-budget prune."""
+    pool_cfgs = configs_mod.KERNELS["conv_relu_pool"].configs
+    old_pool = [c for c in pool_cfgs if c.kwargs["BLOCK_M"] >= 16]  # the configs before them
+    up_cfgs = configs_mod.KERNELS["conv_relu_upsample"].configs
+    for limit, arch in DEVICES[:2]:
+        got = configs_mod.prune_configs(pool_cfgs, cout=cout, elsize=elsize, win=4, smem_limit=limit, arch=arch)
+        assert [_label(c) for c in got] == [_label(c) for c in _old_prune(old_pool, cout, elsize, 4)]
+        got = configs_mod.prune_configs(up_cfgs, cout=cout, elsize=elsize, smem_limit=limit, arch=arch)
+        assert [_label(c) for c in got] == [_label(c) for c in _old_prune(up_cfgs, cout, elsize, 1)]
+
+
+@pytest.mark.parametrize("pool_size", [3, 4, 5, 6, 7])
+@pytest.mark.parametrize("elsize", [2, 4])
+@pytest.mark.parametrize("cout", [8, 64, 4096])
+def test_prune_fits_large_windows_in_shared_memory(pool_size, elsize, cout):
+    """Each pooled pixel takes next_pow2(P*P) dot rows: every config kept for a large window fits
+    the device's shared memory (estimate), has a valid dot, and the accumulators are bounded."""
+    win = 1 << (pool_size * pool_size - 1).bit_length()
+    spec = configs_mod.KERNELS["conv_relu_pool"]
+    for limit, arch in DEVICES:
+        kept = configs_mod.prune_configs(spec.configs, cout=cout, elsize=elsize, win=win, smem_limit=limit,
+                                         arch=arch)
+        assert kept
+        for c in kept:
+            rows = c.kwargs["BLOCK_M"] * win
+            assert configs_mod.smem_estimate(c, win, elsize, arch) <= limit
+            assert rows >= 64 and rows * c.kwargs["BLOCK_N"] / (32 * c.num_warps) <= 64
+            assert c.kwargs["BLOCK_M"] < 16  # the large-window configs (the 2x2 ones spill there)
+
+
+def test_prune_fallback_is_the_smallest_shared_memory():
+    spec = configs_mod.KERNELS["conv_relu_pool"]
+    for win, elsize, arch in [(4, 4, 80), (16, 2, 90), (64, 4, None), (1, 2, 80)]:
+        kept = configs_mod.prune_configs(spec.configs, cout=4096, elsize=elsize, win=win, smem_limit=1024,
+                                         arch=arch)
+        valid = [c for c in spec.configs if c.kwargs["BLOCK_M"] * win >= 16]  # tl.dot needs 16 rows
+        smallest = min(configs_mod.smem_estimate(c, win, elsize, arch) for c in valid)
+        assert len(kept) == 1 and kept[0] in valid
+        assert configs_mod.smem_estimate(kept[0], win, elsize, arch) == smallest
+    # Cout below every BLOCK_N: the narrowest configs that fit otherwise (the tuned 2x2 choice).
+    kept = configs_mod.prune_configs(spec.configs, cout=3, elsize=4, win=4, smem_limit=166912, arch=80)
+    assert [_label(c) for c in kept] == [(32, 32, 32, 4, 4)]
+
+
+def test_smem_estimate_by_arch():
+    c = configs_mod._cfg(32, 64, 32, 4, 3)
+    assert configs_mod.smem_estimate(c, 4, 2, 90) == 3 * (128 + 64) * 32 * 2  # every stage buffered
+    assert configs_mod.smem_estimate(c, 4, 2, None) == 3 * (128 + 64) * 32 * 2
+    assert configs_mod.smem_estimate(c, 4, 2, 80) == 2 * (128 + 64) * 32 * 2  # cp.async: stages - 1
+    assert configs_mod.smem_estimate(c, 16, 4, 86) == 2 * (512 + 64) * 32 * 4
+
+
+def test_prune_asks_the_input_device(monkeypatch):
+    """The autotuner's prune takes the limit of x's device (opt-in shared memory per block), from
+    torch.cuda.get_device_properties when x is a CUDA tensor; a CPU tensor gets the default."""
+    asked = []
+
+    class Props:
+        major, minor, shared_memory_per_block_optin = 8, 6, 101376
+
+    def props(index):
+        asked.append(index)
+        return Props
+
+    monkeypatch.setattr(configs_mod, "_DEVICE_SMEM", {})
+    monkeypatch.setattr(torch.cuda, "get_device_properties", props)
+    assert configs_mod.device_smem_info(torch.device("cuda", 1)) == (101376, 86)
+    assert configs_mod.device_smem_info("cuda:1") == (101376, 86) and asked == [1]  # cached
+    assert configs_mod.device_smem_info(torch.device("cpu")) == (configs_mod.DEFAULT_SMEM_LIMIT, None)
+
+    seen = []
+    real = configs_mod.prune_configs
+
+    def spy(configs, **kw):
+        seen.append(kw)
+        return real(configs, **kw)
+
+    monkeypatch.setattr(configs_mod, "prune_configs", spy)
+    monkeypatch.setattr(configs_mod, "device_smem_info", lambda device: (12345, 75))
+    spec = configs_mod.KERNELS["conv_relu_pool"]
+    spec.prune(spec.configs, {"Cout": 64, "x_ptr": torch.empty(1, dtype=torch.float16)}, WIN=16)
+    assert seen[-1] == dict(cout=64, elsize=2, win=16, smem_limit=12345, arch=75)
+
+
+LARGE_WINDOW_CASES = [
+    pytest.param(p, _label(c), id=f"pool{p}-{'x'.join(map(str, _label(c)[:3]))}w{c.num_warps}s{c.num_stages}")
+    for p in (3, 5, 7)
+    for c in configs_mod.KERNELS["conv_relu_pool"].kept_configs(
+        torch.float16, arch=90, smem_limit=232448, POOL=p, WIN=1 << (p * p - 1).bit_length())
+]
+
+
+@pytest.mark.skipif(not INTERPRET, reason="runs a chosen config through the interpreter")
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("pool_size,cfg", LARGE_WINDOW_CASES)
+def test_large_window_configs_are_correct(pool_size, cfg, pool, monkeypatch):
+    """Each config the prune keeps for 3x3 / 5x5 / 7x7 pooling computes the right thing."""
+    spec = configs_mod.KERNELS["conv_relu_pool"]
+    monkeypatch.setattr(spec, "interpret_config", configs_mod._cfg(*cfg))
+    monkeypatch.setattr(configs_mod, "_TUNED", {})
+    layout = "channels_last" if pool == "max" else "nchw"
+    _pool_case((2, 5, 7, 17, 16, 3, 3, 1, 1), torch.float16, pool, layout, pool_size=pool_size, seed=pool_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Launchers: device guard, int32 offsets, batch chunks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_device_guard_enters_the_tensors_device(monkeypatch):
+    entered = []
+    monkeypatch.setattr(torch.cuda, "device", lambda d: entered.append(d) or contextlib.nullcontext())
+    fake = types.SimpleNamespace(device=torch.device("cuda", 1))
+    with kpool.device_guard(fake):
+        pass
+    assert entered == [torch.device("cuda", 1)]
+    with kpool.device_guard(torch.empty(1)):  # CPU (interpreter): nothing to switch
+        pass
+    assert len(entered) == 1
+
+
+class _LaunchSpy:
+    """Stands in for ``tuned_kernel(name)``: records each launch (grid, N, inside the device guard)
+    and forwards it to the real kernel."""
+
+    def __init__(self, real, guard_depth):
+        self.real, self.guard_depth, self.launches = real, guard_depth, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append(dict(n=args[4], in_guard=self.guard_depth[0] > 0))
+            return self.real[grid](*args, **kwargs)
+        return launch
+
+
+def _spy_launches(monkeypatch):
+    """Replaces both launchers' device guard by a depth counter and ``tuned_kernel`` by spies."""
+    depth = [0]
+
+    @contextlib.contextmanager
+    def guard(t):
+        depth[0] += 1
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+
+    for module in (kpool, kup):
+        monkeypatch.setattr(module, "device_guard", guard)
+    real_tuned = configs_mod.tuned_kernel
+    spies = {}
+
+    def tuned(name):
+        if name not in spies:
+            spies[name] = _LaunchSpy(real_tuned(name), depth)
+        return spies[name]
+
+    monkeypatch.setattr(configs_mod, "tuned_kernel", tuned)
+    return spies
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batches_are_launched_in_chunks_of_images(layout, monkeypatch):
+    """A batch whose row count (N*PH*PW, N*OH*OW) exceeds the per-launch limit runs as several
+    launches over views of whole images, inside the device guard, with the same result."""
+    spies = _spy_launches(monkeypatch)
+    whole = _pool_case((5, 3, 6, 8, 6, 3, 3, 1, 1), torch.float16, "max", layout, seed=21)
+    assert [(e["n"], e["in_guard"]) for e in spies["conv_relu_pool"].launches] == [(5, True)]
+    # 4x3 pooled pixels per image; at most 2 images (24 rows) per launch -> 2 + 2 + 1.
+    monkeypatch.setattr(kpool, "max_launch_rows", lambda cout: 25)
+    chunked = _pool_case((5, 3, 6, 8, 6, 3, 3, 1, 1), torch.float16, "max", layout, seed=21)
+    assert [(e["n"], e["in_guard"]) for e in spies["conv_relu_pool"].launches[1:]] == [
+        (2, True), (2, True), (1, True)]
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+
+    monkeypatch.setattr(kup, "max_launch_rows", lambda cout: 2 * 5 * 6)  # 5x6 conv pixels per image
+    up = _up_case((3, 4, 2, 5, 6, 3, 1, 2), torch.float32, layout, seed=22)
+    assert [(e["n"], e["in_guard"]) for e in spies["conv_relu_upsample"].launches] == [(2, True), (1, True)]
+    monkeypatch.setattr(kup, "max_launch_rows", lambda cout: 10**9)
+    torch.testing.assert_close(up, _up_case((3, 4, 2, 5, 6, 3, 1, 2), torch.float32, layout, seed=22),
+                               rtol=0, atol=0)
+
+
+def test_batch_chunks():
+    assert kpool.batch_chunks(5, 12, 25) == [(0, 2), (2, 4), (4, 5)]
+    assert kpool.batch_chunks(3, 12, 36) == [(0, 3)]
+    assert kpool.batch_chunks(3, 100, 10) == [(0, 1), (1, 2), (2, 3)]  # one image at least
+    assert kpool.batch_chunks(0, 12, 25) == []
+    # Huge batches: every chunk within the limit, all images covered once, in order.
+    n, rows = 3 * 2**16, 128 * 128  # N*PH*PW = 3 * 2**30 rows, as in the review's overflow case
+    limit = kpool.max_launch_rows(16)
+    chunks = kpool.batch_chunks(n, rows, limit)
+    assert len(chunks) == 2 and chunks[0][0] == 0 and chunks[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    assert all((b - a) * rows <= limit for a, b in chunks)
+
+
+def test_max_launch_rows_keeps_row_index_and_grid_in_int32():
+    for cout in (1, 16, 17, 192, 4096, 2**20):
+        rows = kpool.max_launch_rows(cout)
+        assert 1 <= rows <= 2**31 - 1 - 256  # pid_m * BLOCK_M + r < rows + BLOCK_M (<= 256)
+        # Most programs: BLOCK_M = 1, BLOCK_N = 16.
+        assert rows * -(-cout // 16) <= 2**31 - 1
+
+
+def test_int32_offsets_ok_on_meta_shapes():
+    meta = dict(device="meta", dtype=torch.float16)
+
+    def ok(x, kernel=(3, 3), weight_numel=16 * 16 * 9, out_shape=None):
+        out_shape = out_shape or (x.shape[0], 4, x.shape[2] // 2, x.shape[3] // 2)
+        return kpool.int32_offsets_ok(x.shape, x.stride(), kernel, weight_numel, out_shape)
+
+    # An image of 2**31 elements spans offsets up to 2**31 - 1: the last that fits.
+    assert ok(torch.empty((4, 2, 2**15, 2**15), **meta))
+    assert not ok(torch.empty((4, 3, 2**15, 2**15), **meta))
+    cl = torch.empty((4, 3, 2**15, 2**15), **meta).contiguous(memory_format=torch.channels_last)
+    assert not ok(cl)
+    assert ok(torch.empty((2**20, 16, 64, 64), **meta))  # the batch is not limited
+    # A strided view spans more than its elements.
+    assert not ok(torch.empty((1, 4, 2**15, 2**15), **meta)[:, ::2])
+    # Kernel taps beyond a small image are offsets too.
+    tall = torch.empty((1, 1, 1, 2**31 - 1), **meta)
+    assert ok(tall, kernel=(1, 1), out_shape=(1, 1, 1, 1))
+    assert not ok(tall, kernel=(2, 1), out_shape=(1, 1, 1, 1))
+    # The output image and the weight count too.
+    x = torch.empty((2, 16, 64, 64), **meta)
+    assert ok(x, out_shape=(2, 2, 2**15, 2**15))
+    assert not ok(x, out_shape=(2, 2, 2**15, 2**15 + 1))
+    assert ok(x, weight_numel=2**31)
+    assert not ok(x, weight_numel=2**31 + 1)
+
+
+def test_images_beyond_int32_offsets_take_the_torch_path(monkeypatch):
+    """Past the int32 limit (lowered here), the launchers return the torch composition, in the
+    kernels' output layout, without launching."""
+    monkeypatch.setattr(kpool, "INT32_MAX", 100)
+    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name: pytest.fail("kernel launched"))
+    for layout in LAYOUTS:
+        for pool in ("max", "avg"):
+            _pool_case((2, 5, 6, 9, 8, 3, 3, 2, (1, 0, 2, 1)), torch.float32, pool, layout, seed=31)
+            _pool_case((1, 5, 6, 9, 8, 2, 2, 1, "same"), torch.float32, pool, layout, pool_size=3, seed=32)
+        _up_case((2, 4, 3, 5, 6, 2, "same", 2), torch.float32, layout, seed=33)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_gpu_tensors_on_another_device():
+    """Tensors on cuda:1 while cuda:0 is current: the kernels run there, on its stream, and the
+    current device is left alone."""
+    torch.cuda.set_device(0)
+    with torch.cuda.device(1):
+        x, weight, b = _make_inputs(2, 16, 32, 20, 18, 3, 3, torch.float16, "channels_last", seed=41)
+    assert x.device == torch.device("cuda", 1)
+    kwargs = dict(stride=1, pad_top=1, pad_left=1, out_h=20, out_w=18, pool="max", pool_size=2)
+    out = conv_relu_pool_triton(x, weight, b, **kwargs)
+    assert torch.cuda.current_device() == 0 and out.device == x.device
+    _check(out, reference_conv_relu_pool(x, weight, b, **kwargs), x, weight, layout="channels_last",
+           expect_shape=(2, 32, 10, 9))
+    up = conv_relu_upsample_triton(x, weight, b, pad_top=1, pad_left=1, out_h=20, out_w=18, scale=2)
+    assert torch.cuda.current_device() == 0
+    _check(up, reference_conv_relu_upsample(x, weight, b, pad_top=1, pad_left=1, out_h=20, out_w=18, scale=2),
+           x, weight, layout="channels_last", expect_shape=(2, 8, 40, 36))
 
 
 # ---------------------------------------------------------------------------------------------
