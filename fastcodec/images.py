@@ -180,7 +180,11 @@ def _from_pil(img, convert: bool):
         arr = np.asarray(img).astype(np.int64)
         if arr.ndim != 2:
             raise ValueError(f"PIL image in mode {mode!r} has unexpected shape {arr.shape}")
-        arr = np.clip(arr, 0, 65535).astype(np.uint16)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 65535:  # mode "I" holds 32-bit ints
+            raise ValueError(f"PIL image in mode {mode!r} has values in {lo}..{hi}, outside the "
+                             "16-bit range 0..65535")
+        arr = arr.astype(np.uint16)
         return _from_hwc(arr, True, False, f"PIL image in mode {mode!r}")
     if mode == "LA":
         return _finalize(np.asarray(img.getchannel("L"), dtype=np.uint8)[:, :, None], "gray")

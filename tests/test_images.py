@@ -130,6 +130,9 @@ def test_pil_16_bit_is_scaled():
     rgb, layout = to_rgb_uint8(im, convert=True)
     assert layout == "gray"
     np.testing.assert_array_equal(rgb[0, :, 0], [0, 1, 255])
+    wide = Image.fromarray(np.array([[0, 70000]], dtype=np.int32), "I")  # 32-bit ints
+    with pytest.raises(ValueError, match="0..70000, outside the 16-bit range"):
+        to_rgb_uint8(wide, convert=True)
 
 
 # ------------------------------------------------------------------------------------ torch
