@@ -185,12 +185,17 @@ def _score(rgb: np.ndarray, decoded: np.ndarray, blob_bytes: int, name: str) -> 
     }
 
 
+#: Per-image PSNR cap (dB) in the means: one losslessly reproduced image (PSNR inf) would make a
+#: point's mean infinite and every BD-rate unavailable. The per-image values stay uncapped.
+PSNR_CAP_DB = 100.0
+
+
 def _point(setting: dict, per_image: list[dict], encode_s: float, decode_s: float) -> dict:
     ms = float(np.mean([r["ms_ssim"] for r in per_image]))
     return {
         **setting,
         "bpp": float(np.mean([r["bpp"] for r in per_image])),
-        "psnr": float(np.mean([r["psnr"] for r in per_image])),
+        "psnr": float(np.mean([min(r["psnr"], PSNR_CAP_DB) for r in per_image])),
         "ms_ssim": ms,
         "ms_ssim_db": metrics.ms_ssim_db(min(max(ms, 0.0), 1.0)),
         "bytes": int(sum(r["bytes"] for r in per_image)),
@@ -414,7 +419,8 @@ def evaluate(paths: Sequence, qualities: Sequence[float] = DEFAULT_QUALITIES,
         "format": RESULTS_FORMAT,
         "environment": environment(),
         "images": image_records,
-        "psnr": "RGB PSNR per image (peak 255, MSE over all pixels and channels), then the mean",
+        "psnr": "RGB PSNR per image (peak 255, MSE over all pixels and channels), then the mean "
+                f"(an identical image counts as {PSNR_CAP_DB:g} dB there)",
         "ms_ssim": "per-channel MS-SSIM averaged over channels, per image, then the mean; "
                    "ms_ssim_db = -10 log10(1 - mean MS-SSIM)",
         "codecs": codecs,
@@ -475,7 +481,7 @@ def _bd_cell(entry: dict) -> str:
     if entry["extrapolated"] and coverage < MIN_BD_COVERAGE:
         return (f"n/a: measured curves cover only {coverage:.0%} of {lo:.1f}-{hi:.1f} dB "
                 f"(ref {entry['coverage_a']:.0%}, codec {entry['coverage_b']:.0%})")
-    if entry["percent"] is None:
+    if entry["percent"] is None or not math.isfinite(entry["percent"]):
         return f"n/a ({lo:.1f}-{hi:.1f} dB)"
     cell = f"{entry['percent']:+.1f}% ({lo:.1f}-{hi:.1f} dB)"
     if entry["extrapolated"]:

@@ -159,7 +159,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"ms_ssim: images must be at least {WINDOW_SIZE} px on the short side, "
                          f"got {x.shape[0]}x{x.shape[1]}")
     weights = np.asarray(MS_SSIM_WEIGHTS[:n], dtype=np.float64)
-    weights /= weights.sum()
+    if n < len(MS_SSIM_WEIGHTS):  # the standard 5 weights are used as published (sum 1.0001)
+        weights /= weights.sum()
     taps = gaussian_window()
     result = np.ones(x.shape[2], dtype=np.float64)
     for i in range(n):

@@ -97,6 +97,19 @@ def test_bd_rates(anchors_only):
     assert "WebP" in text and f"{expected:+.1f}%" in text and "n/a" in text
 
 
+def test_a_lossless_image_does_not_remove_the_bd_rates():
+    """An identical image (PSNR inf) counts as PSNR_CAP_DB in a point's mean, so the curve stays
+    finite; the per-image value stays inf. An infinite BD-rate prints n/a, never "+inf%"."""
+    rows = [{"image": "flat", "bytes": 10, "bpp": 0.1, "psnr": math.inf, "ms_ssim": 1.0},
+            {"image": "photo", "bytes": 30, "bpp": 0.3, "psnr": 30.0, "ms_ssim": 0.9}]
+    point = evaluate._point({"quality": 50}, rows, 0.0, 0.0)
+    assert point["psnr"] == pytest.approx((evaluate.PSNR_CAP_DB + 30.0) / 2)
+    assert point["per_image"][0]["psnr"] == math.inf
+    cell = evaluate._bd_cell({"interval_db": [26.0, 38.0], "coverage_a": 1.0, "coverage_b": 0.8,
+                              "extrapolated": True, "percent": math.inf})
+    assert cell.startswith("n/a") and "inf" not in cell
+
+
 def test_outputs(anchors_only, tmp_path):
     results, _ = anchors_only
     data = _strict_json(evaluate.to_json(results))

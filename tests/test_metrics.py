@@ -65,7 +65,8 @@ def _ref_ms_ssim(a: np.ndarray, b: np.ndarray, scales: int) -> float:
     a = a.astype(np.float64).reshape(a.shape[0], a.shape[1], -1)
     b = b.astype(np.float64).reshape(b.shape[0], b.shape[1], -1)
     w = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:scales])
-    w = w / w.sum()
+    if scales < 5:  # fewer scales: the first weights renormalized; all 5: as published
+        w = w / w.sum()
     per_channel = []
     for ch in range(a.shape[2]):
         x, y, value = a[:, :, ch], b[:, :, ch], 1.0
