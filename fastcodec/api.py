@@ -32,7 +32,7 @@ import numpy as np
 from fastcodec.container import DEFAULT_MAX_PIXELS, FormatError, pack, read_header
 from fastcodec.images import from_rgb_uint8, to_rgb_uint8
 from fastcodec.zoo import (DEFAULT_MODEL, WEIGHTS_PATH_ENV, available_models, load_model,
-                           snap_quality)
+                           snap_quality, weights_path)
 
 __all__ = ["Codec", "compress", "decompress", "default_device", "info"]
 
@@ -232,14 +232,18 @@ class Codec:
             except FormatError as exc:
                 raise FormatError(f"image {i}: {exc}") from None
             groups.setdefault(header.model_id, []).append(i)
-        installed = available_models()
         for model_id, idx in groups.items():
-            if model_id not in installed:
+            if model_id in self._engines:
+                continue
+            try:
+                weights_path(model_id)  # one lookup, not a listing of every weights folder
+            except ValueError:
+                installed = available_models()
                 raise FormatError(f"image {idx[0]}: stream was coded with model {model_id!r}, "
                                   f"which is not installed (installed: "
                                   f"{', '.join(installed) or 'none'}); "
                                   f"put its weights file {model_id}.pt in a folder on "
-                                  f"${WEIGHTS_PATH_ENV}")
+                                  f"${WEIGHTS_PATH_ENV}") from None
         out: list = [None] * len(blobs)
         parts = []
         for model_id, idx in groups.items():

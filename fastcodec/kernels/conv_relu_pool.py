@@ -140,6 +140,27 @@ def batch_chunks(n_batch: int, rows_per_image: int, max_rows: int) -> list[tuple
     return [(n0, min(n0 + per, n_batch)) for n0 in range(0, n_batch, per)]
 
 
+def launch_in_chunks(kernel, x, w2, b, out, cout: int, rows_h: int, rows_w: int,
+                     pad_top: int, pad_left: int, max_rows: int, meta: dict) -> None:
+    """Launches a conv GEMM ``kernel`` (both kernels share this argument list) over the batch in
+    chunks of whole images of at most ``max_rows`` rows (``rows_h * rows_w`` per image): the
+    kernels' row index is an int32. Each chunk runs on views of ``x`` and ``out``."""
+    n_batch, cin, h, w = x.shape
+    for n0, n1 in batch_chunks(n_batch, rows_h * rows_w, max_rows):
+        xc, oc = (x, out) if n1 - n0 == n_batch else (x[n0:n1], out[n0:n1])
+        m_rows = (n1 - n0) * rows_h * rows_w
+
+        def grid(meta, m_rows=m_rows):
+            return (triton.cdiv(m_rows, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]),)
+
+        kernel[grid](
+            xc, w2, b, oc,
+            n1 - n0, cin, h, w, cout, rows_h, rows_w, int(pad_top), int(pad_left),
+            *xc.stride(), *oc.stride(),
+            **meta,
+        )
+
+
 def torch_conv_relu(x, weight, bias, *, stride, pad_top, pad_left, out_h, out_w):
     """``relu(conv2d(...))`` of the ``"torch"`` backend for the launchers' geometry (bottom/right
     padding follow from ``out_h``/``out_w``; negative = rows the convolution never reads)."""
@@ -361,20 +382,7 @@ def conv_relu_pool_triton(
 
     from .configs import tuned_kernel  # configs.py imports this module
 
-    kernel = tuned_kernel("conv_relu_pool")
     with device_guard(x):
-        # The row count N*PH*PW is an int32 in the kernel: huge batches go in chunks of images.
-        for n0, n1 in batch_chunks(n_batch, ph * pw, max_launch_rows(cout)):
-            xc, oc = (x, out) if n1 - n0 == n_batch else (x[n0:n1], out[n0:n1])
-            m_rows = (n1 - n0) * ph * pw
-
-            def grid(meta, m_rows=m_rows):
-                return (triton.cdiv(m_rows, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]),)
-
-            kernel[grid](
-                xc, w2, b, oc,
-                n1 - n0, cin, h, w, cout, ph, pw, int(pad_top), int(pad_left),
-                *xc.stride(), *oc.stride(),
-                **meta,
-            )
+        launch_in_chunks(tuned_kernel("conv_relu_pool"), x, w2, b, out, cout, ph, pw, pad_top,
+                         pad_left, max_launch_rows(cout), meta)
     return out

@@ -24,11 +24,11 @@ import triton.language as tl
 
 from .conv_relu_pool import (
     FLAT_K_MAX_CIN,
-    batch_chunks,
     conv_gemm_tile,
     device_guard,
     int32_offsets_ok,
     interpreting,
+    launch_in_chunks,
     max_launch_rows,
     output_memory_format,
     repack_weight,
@@ -142,20 +142,7 @@ def conv_relu_upsample_triton(
 
     from .configs import tuned_kernel  # configs.py imports this module
 
-    kernel = tuned_kernel("conv_relu_upsample")
     with device_guard(x):
-        # The row count N*OH*OW is an int32 in the kernel: huge batches go in chunks of images.
-        for n0, n1 in batch_chunks(n_batch, oh * ow, max_launch_rows(cconv)):
-            xc, oc = (x, out) if n1 - n0 == n_batch else (x[n0:n1], out[n0:n1])
-            m_rows = (n1 - n0) * oh * ow
-
-            def grid(meta, m_rows=m_rows):
-                return (triton.cdiv(m_rows, meta["BLOCK_M"]) * triton.cdiv(cconv, meta["BLOCK_N"]),)
-
-            kernel[grid](
-                xc, w2, b, oc,
-                n1 - n0, cin, h, w, cconv, oh, ow, int(pad_top), int(pad_left),
-                *xc.stride(), *oc.stride(),
-                **meta,
-            )
+        launch_in_chunks(tuned_kernel("conv_relu_upsample"), x, w2, b, out, cconv, oh, ow,
+                         pad_top, pad_left, max_launch_rows(cconv), meta)
     return out
