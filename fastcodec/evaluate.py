@@ -230,15 +230,19 @@ def run_anchor(name: str, images: list[tuple[str, np.ndarray]], qualities: Seque
 
 
 def run_fastcodec(images: list[tuple[str, np.ndarray]], qualities: Sequence[float], device,
-                  model: Optional[str], progress: Callable[[str], None]) -> tuple[list[dict], dict]:
-    """One point per quality with ``fastcodec.Codec(quality, device)``; all images of a
-    quality go through one ``compress`` and one ``decompress`` call (timed). Before the first
-    quality, one image is coded once untimed (warm-up: model load, kernel selection)."""
+                  model: Optional[str], progress: Callable[[str], None],
+                  refine_steps: int = 0) -> tuple[list[dict], dict]:
+    """One point per quality with ``fastcodec.Codec(quality, device,
+    refine_steps=refine_steps)``; all images of a quality go through one ``compress`` and one
+    ``decompress`` call (timed). Before the first quality, one image is coded once untimed
+    (warm-up: model load, kernel selection)."""
     try:
         from fastcodec import Codec
     except ImportError as exc:
         raise EvalError(f"fastcodec.Codec is not available ({exc}); use --anchors-only") from None
     kwargs = {} if model is None else {"model": model}
+    if refine_steps:
+        kwargs["refine_steps"] = refine_steps
     rgbs = [rgb for _, rgb in images]
     points, info = [], {}
     for i, q in enumerate(qualities):
@@ -248,7 +252,8 @@ def run_fastcodec(images: list[tuple[str, np.ndarray]], qualities: Sequence[floa
             raise EvalError(f"fastcodec quality {q:g}: {exc}") from None
         if i == 0:
             codec.decompress(codec.compress(rgbs[:1]))
-            info = {"device": str(getattr(codec, "device", device))}
+            info = {"device": str(getattr(codec, "device", device)),
+                    "refine_steps": int(refine_steps)}
         t0 = time.perf_counter()
         blobs = codec.compress(rgbs)
         t1 = time.perf_counter()
@@ -359,13 +364,14 @@ def evaluate(paths: Sequence, qualities: Sequence[float] = DEFAULT_QUALITIES,
              anchor_qualities: Optional[dict] = None, avif_speed: int = AVIF_SPEED,
              model: Optional[str] = None, max_images: Optional[int] = None,
              bd_range: tuple[float, float] = BD_RANGE,
-             progress: Optional[Callable[[str], None]] = None) -> dict:
+             progress: Optional[Callable[[str], None]] = None, refine_steps: int = 0) -> dict:
     """Runs the evaluation and returns the results (the content of ``results.json``).
 
     ``paths``: image files and/or folders (:func:`collect_images`). ``qualities``: fastcodec's
     public qualities (empty: anchors only). ``anchors``: a subset of :data:`ANCHORS`, each swept
     over ``anchor_qualities[name]`` (default :data:`ANCHOR_QUALITIES`). ``progress``: called with
-    one line per finished point (e.g. a print to stderr).
+    one line per finished point (e.g. a print to stderr). ``refine_steps``: fastcodec's
+    encoder-side latent refinement (:mod:`fastcodec.refine`; 0: off).
 
     Result: ``{"format", "environment", "images": [{name, path, height, width,
     ms_ssim_scales}],
@@ -402,7 +408,8 @@ def evaluate(paths: Sequence, qualities: Sequence[float] = DEFAULT_QUALITIES,
 
     codecs, skipped = {}, {}
     if qualities:
-        points, info = run_fastcodec(images, list(qualities), device, model, progress)
+        points, info = run_fastcodec(images, list(qualities), device, model, progress,
+                                     refine_steps)
         codecs["fastcodec"] = {"label": LABELS["fastcodec"],
                                "settings": {**info, **_model_info(model)}, "points": points}
     for name in anchors:
@@ -508,6 +515,15 @@ def bd_lines(results: dict) -> list[str]:
     return lines
 
 
+def _legend_label(entry: dict) -> str:
+    """A codec's label, with its model and refinement steps when the run recorded them."""
+    settings = entry.get("settings", {})
+    extra = [str(settings["model_id"])] if settings.get("model_id") else []
+    if settings.get("refine_steps"):
+        extra.append(f"refine {settings['refine_steps']}")
+    return f"{entry['label']} ({', '.join(extra)})" if extra else entry["label"]
+
+
 def plot(results: dict, path: Path) -> Path:
     """PNG with two panels against bpp: mean PSNR, and MS-SSIM in dB (matplotlib, Agg)."""
     import matplotlib
@@ -523,8 +539,9 @@ def plot(results: dict, path: Path) -> Path:
         bpp = [p["bpp"] for p in pts]
         style = {"marker": "o", "ms": 4, "lw": 1.6} if name == "fastcodec" else \
             {"marker": ".", "ms": 5, "lw": 1.0}
-        ax_psnr.plot(bpp, [p["psnr"] for p in pts], label=entry["label"], **style)
-        ax_ms.plot(bpp, [p["ms_ssim_db"] for p in pts], label=entry["label"], **style)
+        label = _legend_label(entry)
+        ax_psnr.plot(bpp, [p["psnr"] for p in pts], label=label, **style)
+        ax_ms.plot(bpp, [p["ms_ssim_db"] for p in pts], label=label, **style)
     n = len(results["images"])
     for ax, ylabel in ((ax_psnr, "RGB PSNR, dB (mean over images)"),
                        (ax_ms, "MS-SSIM, dB: -10 log10(1 - MS-SSIM)")):
@@ -550,6 +567,12 @@ def _parse_list(text: str, kind, what: str) -> list:
         return [kind(t) for t in items]
     except ValueError:
         raise EvalError(f"{what}: expected a comma-separated list of numbers, got {text!r}") from None
+
+
+def _refine_arg(text: str) -> int:
+    from fastcodec.refine import steps_argument  # imports torch: only when --refine is given
+
+    return steps_argument(text)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -583,6 +606,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--avif-speed", type=int, default=AVIF_SPEED,
                         help="libavif encoder speed 0..10 (default: %(default)s)")
     parser.add_argument("--model", default=None, help="fastcodec model id (default: the zoo's)")
+    parser.add_argument("--refine", type=_refine_arg, default=0, metavar="STEPS",
+                        help="fastcodec's encoder-side latent refinement steps per image "
+                             "(default 0: off; each step costs about 4 decodes)")
     parser.add_argument("--device", default=None,
                         help="device for fastcodec (default: the Codec's choice)")
     parser.add_argument("--max-images", type=int, default=None, metavar="N",
@@ -626,7 +652,7 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results = evaluate(inputs, qualities, anchors, args.device, anchor_qualities=sweeps,
                        avif_speed=args.avif_speed, model=args.model, max_images=args.max_images,
-                       progress=_progress_to_stderr)
+                       progress=_progress_to_stderr, refine_steps=args.refine)
     results["environment"]["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

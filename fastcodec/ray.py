@@ -242,13 +242,15 @@ class _CompressWorker(_Worker):
     """map_batches callable: loads the model once, then codes batches of images."""
 
     def __init__(self, *, sources, dest, relative_to, path_column, io_threads, quality, model,
-                 device, num_gpus, threads, batch_size, transform_dtype, existing, convert):
+                 device, num_gpus, threads, batch_size, transform_dtype, existing, convert,
+                 refine_steps=0):
         super().__init__(sources, dest, relative_to, path_column, io_threads)
         from fastcodec import Codec, zoo
 
         device = _worker_setup(device, num_gpus, threads)
         self.codec = Codec(quality=quality, device=device, model=model, threads=threads,
-                           batch_size=batch_size, transform_dtype=transform_dtype)
+                           batch_size=batch_size, transform_dtype=transform_dtype,
+                           refine_steps=refine_steps)
         shipped = zoo.load_model(model, device)
         self.expect = (shipped.model_id, bytes(shipped.weights_hash), zoo.snap_quality(quality))
         self.quality = self.expect[2]
@@ -717,6 +719,7 @@ def compress_dataset(
     batch_size: int = 8,
     io_threads: int = 8,
     transform_dtype=None,
+    refine_steps: int = 0,
     existing: str = "verify",
     fail_fast: bool = False,
     convert: bool = False,
@@ -751,6 +754,8 @@ def compress_dataset(
         concurrency: actor pool size (int) or autoscaling bounds ``(min, max)``; default one per
             GPU or per CPU of the cluster.
         batch_size: images per ``map_batches`` call (and per transform batch).
+        refine_steps: encoder-side latent refinement steps per image (``fastcodec.Codec``;
+            0: off).
         io_threads: threads per worker for reading, decoding and writing the files of a batch
             (they mostly wait on storage; more helps on object stores).
         existing: what to do with an output that already exists: ``"verify"`` keeps it when
@@ -778,6 +783,9 @@ def compress_dataset(
         raise ValueError(f"unknown model {model!r}; installed: {zoo.available_models()}")
     extensions = image_extensions() if extensions is None else tuple(extensions)
     existing = _check_existing(existing)
+    from fastcodec.refine import check_steps
+
+    refine_steps = check_steps(refine_steps)
     job = _Job.plan(source, dest, filesystem=filesystem, extensions=extensions, out_ext=_FCC,
                     batch_size=batch_size, io_threads=io_threads, manifest=manifest,
                     num_gpus_per_worker=num_gpus_per_worker,
@@ -786,7 +794,8 @@ def compress_dataset(
     if job.ds is None:
         return _empty_run(job.dest, job.manifest, started)
     kwargs = dict(job.worker_kwargs, quality=q, model=model,
-                  transform_dtype=transform_dtype, existing=existing, convert=bool(convert))
+                  transform_dtype=transform_dtype, existing=existing, convert=bool(convert),
+                  refine_steps=refine_steps)
     return _run(job, _CompressWorker, kwargs, started=started, progress=progress,
                 fail_fast=fail_fast)
 
@@ -907,6 +916,7 @@ def run_cli(args) -> int:
             device=getattr(args, "device", None),
             batch_size=getattr(args, "batch_size", None) or 8,
             transform_dtype=getattr(args, "dtype", None),
+            refine_steps=getattr(args, "refine", 0) or 0,
             existing=_cli_existing(args),
             fail_fast=not getattr(args, "keep_going", False),
             convert=bool(getattr(args, "convert", False)),

@@ -148,6 +148,34 @@ def test_fastcodec_points(crops):
     assert "error" in results["bd_rate"]["codecs"]["fastcodec"]["overlap"]
 
 
+def test_refined_points(crops, tmp_path):
+    """``--refine``: the points are those of ``Codec(refine_steps=...)`` and the run records
+    the steps; refinement raises the PSNR at the top quality."""
+    import fastcodec
+
+    _, paths = crops
+    args = evaluate.build_parser().parse_args(
+        [str(p) for p in paths] + ["--qualities", "6", "--anchors", "", "--refine", "4",
+                                   "--device", "cpu", "--no-plot", "--out", str(tmp_path)])
+    assert args.refine == 4 and args.run(args) == 0
+    entry = json.loads((tmp_path / "results.json").read_text())["codecs"]["fastcodec"]
+    assert entry["settings"]["refine_steps"] == 4
+    plain = evaluate.evaluate(paths, qualities=[6.0], anchors=[], device="cpu")
+    plain_point = plain["codecs"]["fastcodec"]["points"][0]
+    assert plain["codecs"]["fastcodec"]["settings"]["refine_steps"] == 0
+    point = entry["points"][0]
+    codec = fastcodec.Codec(6, "cpu", refine_steps=4)
+    rgb = np.asarray(Image.open(paths[0]).convert("RGB"))
+    assert point["per_image"][0]["bytes"] == len(codec.compress(rgb)[0])
+    assert point["psnr"] > plain_point["psnr"]
+
+
+def test_bad_refine_steps_are_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        evaluate.build_parser().parse_args(["--refine", "-1"])
+    assert exc.value.code == 2 and "--refine" in capsys.readouterr().err
+
+
 def test_cli_run_writes_outputs(crops, tmp_path, capsys):
     folder, _ = crops
     out = tmp_path / "out"
@@ -210,3 +238,11 @@ def test_collect_images(tmp_path, crops):
         evaluate.collect_images([tmp_path])
     assert evaluate.collect_images([paths[1], paths[0]]) == [paths[1], paths[0]]
     assert evaluate.collect_images([paths[0].parent], max_images=1) == [paths[0]]
+
+
+def test_legend_names_the_model_and_the_refinement():
+    entry = {"label": "fastcodec", "settings": {"model_id": "fcf64-v5", "refine_steps": 50}}
+    assert evaluate._legend_label(entry) == "fastcodec (fcf64-v5, refine 50)"
+    entry["settings"]["refine_steps"] = 0
+    assert evaluate._legend_label(entry) == "fastcodec (fcf64-v5)"
+    assert evaluate._legend_label({"label": "JPEG", "settings": {"quality": "x"}}) == "JPEG"

@@ -133,6 +133,8 @@ def test_bad_arguments(tmp_path):
         fray.compress_dataset(str(tmp_path), str(tmp_path / "o"), manifest="m.csv")
     with pytest.raises(ValueError, match="existing"):
         fray.compress_dataset(str(tmp_path), str(tmp_path / "o"), existing="skip")
+    with pytest.raises(ValueError, match="refine_steps"):
+        fray.compress_dataset(str(tmp_path), str(tmp_path / "o"), refine_steps=-1)
     # the command line's rules for existing outputs
     ns = argparse.Namespace
     assert fray._cli_existing(ns(force=True, skip_existing=False)) == "overwrite"
@@ -208,6 +210,33 @@ def test_worker_on_dataset_rows(images, reference, tmp_path):
     refused = worker({"image": arrays[:1], "path": paths[:1]}).to_pylist()[0]
     assert refused["status"] == "failed" and "exists" in refused["error"]
     assert (tmp_path / _fcc(keys[0])).read_bytes() == reference[keys[0]]
+
+
+def test_worker_refines_as_the_api_does(images, tmp_path):
+    """``refine_steps`` reaches the workers' codec: the same bytes as ``fastcodec.compress``
+    with it at the same torch thread count, other bytes than without."""
+    import torch
+
+    _, imgs, _ = images
+    key = sorted(imgs)[1]
+    threads = torch.get_num_threads()
+    try:
+        worker = fray._CompressWorker(
+            sources=None, dest=fray.Location.resolve(tmp_path), relative_to=None,
+            path_column="path", io_threads=1, quality=QUALITY, model=DEFAULT_MODEL,
+            device="cpu", num_gpus=0, threads=1, batch_size=4, transform_dtype=None,
+            existing="overwrite", convert=False, refine_steps=30)
+        arrays = np.empty(1, dtype=object)
+        arrays[:] = [np.asarray(imgs[key])]
+        row, = worker({"image": arrays, "path": np.array([key], dtype=object)}).to_pylist()
+        assert row["status"] == "ok"
+        # the worker runs torch on its one thread: refined bytes follow the summation order
+        assert torch.get_num_threads() == 1
+        expected = fastcodec.compress(np.asarray(imgs[key]), QUALITY, refine_steps=30)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / _fcc(key)).read_bytes() == expected
+    assert expected != fastcodec.compress(np.asarray(imgs[key]), QUALITY)[0]
 
 
 def test_worker_reads_files_as_the_command_line_does(images, reference, tmp_path):
