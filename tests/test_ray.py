@@ -223,7 +223,7 @@ def test_worker_refines_as_the_api_does(images, tmp_path):
     try:
         worker = fray._CompressWorker(
             sources=None, dest=fray.Location.resolve(tmp_path), relative_to=None,
-            path_column="path", io_threads=1, quality=QUALITY, model=DEFAULT_MODEL,
+            path_column="path", io_threads=1, quality=6.0, model=DEFAULT_MODEL,
             device="cpu", num_gpus=0, threads=1, batch_size=4, transform_dtype=None,
             existing="overwrite", convert=False, refine_steps=30)
         arrays = np.empty(1, dtype=object)
@@ -232,11 +232,11 @@ def test_worker_refines_as_the_api_does(images, tmp_path):
         assert row["status"] == "ok"
         # the worker runs torch on its one thread: refined bytes follow the summation order
         assert torch.get_num_threads() == 1
-        expected = fastcodec.compress(np.asarray(imgs[key]), QUALITY, refine_steps=30)[0]
+        expected = fastcodec.compress(np.asarray(imgs[key]), 6.0, refine_steps=30)[0]
     finally:
         torch.set_num_threads(threads)
     assert (tmp_path / _fcc(key)).read_bytes() == expected
-    assert expected != fastcodec.compress(np.asarray(imgs[key]), QUALITY)[0]
+    assert expected != fastcodec.compress(np.asarray(imgs[key]), 6.0)[0]
 
 
 def test_worker_reads_files_as_the_command_line_does(images, reference, tmp_path):

@@ -137,8 +137,8 @@ def test_cli_refine(tmp_path, crop, capsys):
     Image.fromarray(crop).save(src)
     assert cli_main(["compress", str(src), "-o", str(tmp_path / "plain"), "-q", "6"]) == 0
     assert cli_main(["compress", str(src), "-o", str(tmp_path / "refined"), "-q", "6",
-                     "--refine", "5", "--json"]) == 0
-    assert '"refine_steps": 5' in capsys.readouterr().out
+                     "--refine", "20", "--json"]) == 0
+    assert '"refine_steps": 20' in capsys.readouterr().out
     plain = (tmp_path / "plain" / "a.fcc").read_bytes()
     refined = (tmp_path / "refined" / "a.fcc").read_bytes()
     assert plain != refined
@@ -160,3 +160,13 @@ def test_wide_image_is_refined_in_tiles(crop):
     out_base, out = fastcodec.decompress([base, refined])
     assert out.shape == wide.shape
     assert psnr(wide, out) > psnr(wide, out_base) + 0.05
+
+
+def test_first_step_size_grows_with_lambda_and_run_length():
+    from fastcodec.refine import REFINE_LR, REFINE_LR_LAMBDA, REFINE_LR_STEPS, first_step_size
+
+    assert first_step_size(REFINE_LR_LAMBDA, REFINE_LR_STEPS) == pytest.approx(REFINE_LR)
+    assert first_step_size(REFINE_LR_LAMBDA, 4 * REFINE_LR_STEPS) == pytest.approx(REFINE_LR)
+    assert first_step_size(REFINE_LR_LAMBDA, REFINE_LR_STEPS // 5) == pytest.approx(REFINE_LR / 5)
+    sizes = [first_step_size(lam, 50) for lam in (0.0004, 0.004, 0.04, 0.13)]
+    assert sizes == sorted(sizes) and sizes[0] > 0
