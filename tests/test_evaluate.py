@@ -155,16 +155,16 @@ def test_refined_points(crops, tmp_path):
 
     _, paths = crops
     args = evaluate.build_parser().parse_args(
-        [str(p) for p in paths] + ["--qualities", "6", "--anchors", "", "--refine", "20",
+        [str(p) for p in paths] + ["--qualities", "6", "--anchors", "", "--refine", "50",
                                    "--device", "cpu", "--no-plot", "--out", str(tmp_path)])
-    assert args.refine == 20 and args.run(args) == 0
+    assert args.refine == 50 and args.run(args) == 0
     entry = json.loads((tmp_path / "results.json").read_text())["codecs"]["fastcodec"]
-    assert entry["settings"]["refine_steps"] == 20
+    assert entry["settings"]["refine_steps"] == 50
     plain = evaluate.evaluate(paths, qualities=[6.0], anchors=[], device="cpu")
     plain_point = plain["codecs"]["fastcodec"]["points"][0]
     assert plain["codecs"]["fastcodec"]["settings"]["refine_steps"] == 0
     point = entry["points"][0]
-    codec = fastcodec.Codec(6, "cpu", refine_steps=20)
+    codec = fastcodec.Codec(6, "cpu", refine_steps=50)
     rgb = np.asarray(Image.open(paths[0]).convert("RGB"))
     assert point["per_image"][0]["bytes"] == len(codec.compress(rgb)[0])
     assert point["psnr"] > plain_point["psnr"]

@@ -162,11 +162,9 @@ def test_wide_image_is_refined_in_tiles(crop):
     assert psnr(wide, out) > psnr(wide, out_base) + 0.05
 
 
-def test_first_step_size_grows_with_lambda_and_run_length():
-    from fastcodec.refine import REFINE_LR, REFINE_LR_LAMBDA, REFINE_LR_STEPS, first_step_size
+def test_first_step_size_grows_with_lambda():
+    from fastcodec.refine import REFINE_LR, REFINE_LR_LAMBDA, first_step_size
 
-    assert first_step_size(REFINE_LR_LAMBDA, REFINE_LR_STEPS) == pytest.approx(REFINE_LR)
-    assert first_step_size(REFINE_LR_LAMBDA, 4 * REFINE_LR_STEPS) == pytest.approx(REFINE_LR)
-    assert first_step_size(REFINE_LR_LAMBDA, REFINE_LR_STEPS // 5) == pytest.approx(REFINE_LR / 5)
-    sizes = [first_step_size(lam, 50) for lam in (0.0004, 0.004, 0.04, 0.13)]
+    assert first_step_size(REFINE_LR_LAMBDA) == pytest.approx(REFINE_LR)
+    sizes = [first_step_size(lam) for lam in (0.0004, 0.004, 0.04, 0.13)]
     assert sizes == sorted(sizes) and sizes[0] > 0
