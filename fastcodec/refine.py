@@ -21,8 +21,8 @@ the integer tables and the container are the usual ones, and any fastcodec with 
 decodes the files.
 
 Cost: one synthesis forward and backward per step, about 4 decodes (on 2 CPU cores about 0.7 s
-per megapixel per step with ``fcf64-v5``). On Kodak 50 steps give 5% fewer bits at equal PSNR
-and +0.7 dB at quality 6 (the model card has the table).
+per megapixel per step with ``fcf64-v5``). On Kodak 50 steps give 6.1% fewer bits at equal PSNR
+and +1.2 dB at quality 6, at a 5% worse MS-SSIM BD-rate (the model card has the table).
 
 Latents larger than ``tile`` latent pixels on a side are refined tile by tile (block coordinate
 descent): each tile's latent is optimized with the rest held fixed, its distortion measured on
