@@ -4,6 +4,7 @@ Encode (:meth:`Engine.encode`)::
 
     images (uint8 HxWx3) --group by (H, W)--> batches of batch_size
       per batch: stack -> float [0, 1] -> replicate pad to 16k -> g_a (inference mode)
+                 [-> refine_steps of latent refinement (fastcodec.refine), if asked]
                  -> symbols = round(y * gain - median) int32, copied to the host
                  -> range coding submitted to the pool; the next batch's transforms start at once
 
