@@ -775,7 +775,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _refine_steps_arg(text: str) -> int:
+def refine_steps_arg(text: str) -> int:
+    """``--refine STEPS`` (argparse type); imports torch only when the option is given."""
     from fastcodec.refine import steps_argument
 
     return steps_argument(text)
@@ -813,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="1 (smallest) to 6 (best), steps of 0.25 (default: %(default)s)")
     _add_run_options(comp)
     _add_model_option(comp)
-    comp.add_argument("--refine", type=_refine_steps_arg, default=0, metavar="STEPS",
+    comp.add_argument("--refine", type=refine_steps_arg, default=0, metavar="STEPS",
                       help="encoder-side latent refinement: STEPS optimization steps per image "
                            "for a higher PSNR at about the same size (same model and format; "
                            "each step runs the decoder forward and backward, about 4 decodes; "

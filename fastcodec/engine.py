@@ -285,7 +285,8 @@ class Engine:
         lam = float(self.model.lambda_of(quality - 1.0))
         dtype = self.transform_dtype if self.transform_dtype == torch.bfloat16 else None
         return refine_latent(self.model.g_s, self.model.entropy, x, y, gain, igain, med, lam,
-                             self.refine_steps, size=tuple(size), autocast_dtype=dtype)
+                             self.refine_steps, size=tuple(size), halo=self._halo_synthesis,
+                             autocast_dtype=dtype)
 
     @staticmethod
     def _encode_stream(coder, symbols: np.ndarray, b: int, c0: int, c1: int, event) -> bytes:

@@ -569,13 +569,9 @@ def _parse_list(text: str, kind, what: str) -> list:
         raise EvalError(f"{what}: expected a comma-separated list of numbers, got {text!r}") from None
 
 
-def _refine_arg(text: str) -> int:
-    from fastcodec.refine import steps_argument  # imports torch: only when --refine is given
-
-    return steps_argument(text)
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from fastcodec.cli import refine_steps_arg  # the same --refine as `fastcodec compress`
+
     """Adds the options of ``fastcodec eval`` to ``parser`` (the subcommand's parser)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = ("Rate-distortion evaluation: fastcodec against Pillow's JPEG, WebP "
@@ -606,7 +602,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--avif-speed", type=int, default=AVIF_SPEED,
                         help="libavif encoder speed 0..10 (default: %(default)s)")
     parser.add_argument("--model", default=None, help="fastcodec model id (default: the zoo's)")
-    parser.add_argument("--refine", type=_refine_arg, default=0, metavar="STEPS",
+    parser.add_argument("--refine", type=refine_steps_arg, default=0, metavar="STEPS",
                         help="fastcodec's encoder-side latent refinement steps per image "
                              "(default 0: off; each step costs about 4 decodes)")
     parser.add_argument("--device", default=None,

@@ -43,7 +43,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from fastcodec.tiling import LATENT_STRIDE, receptive_halo_synthesis
+from fastcodec.tiling import LATENT_STRIDE, _grow, _spans, receptive_halo_synthesis
 
 __all__ = ["MAX_STEPS", "REFINE_LR", "REFINE_TILE", "check_steps", "first_step_size",
            "refine_latent", "steps_argument"]
@@ -86,10 +86,6 @@ def steps_argument(text: str) -> int:
             f"must be an integer in [0, {MAX_STEPS}], got {text!r}") from None
 
 
-def _spans(length: int, tile: int):
-    return [(s, min(s + tile, length)) for s in range(0, length, tile)]
-
-
 def refine_latent(
     g_s: nn.Module,
     prior: nn.Module,
@@ -104,6 +100,7 @@ def refine_latent(
     size: Optional[Tuple[int, int]] = None,
     lr: Optional[float] = None,
     tile: int = REFINE_TILE,
+    halo: Optional[int] = None,
     autocast_dtype: Optional[torch.dtype] = None,
     seed: int = 0,
 ) -> Tensor:
@@ -122,6 +119,8 @@ def refine_latent(
         lr: Adam's first step size in the units of ``y`` (None: :func:`first_step_size`);
             it decays to 0 over the steps on a cosine.
         tile: tile side in latent pixels.
+        halo: the synthesis' reach in latent pixels (None:
+            :func:`fastcodec.tiling.receptive_halo_synthesis`).
         autocast_dtype: run the synthesis under autocast in this dtype (None: float32).
         seed: seed of the rate term's noise.
 
@@ -141,7 +140,7 @@ def refine_latent(
     weight = float(lam) * 255.0**2 / (3.0 * pixels)  # lambda * 255^2 * MSE = weight * SSE
     params = {k: v.detach() for k, v in g_s.named_parameters()}
     params.update({k: v.detach() for k, v in g_s.named_buffers()})
-    halo = receptive_halo_synthesis(g_s)
+    halo = receptive_halo_synthesis(g_s) if halo is None else halo
     gen = torch.Generator(device=y.device)
     gen.manual_seed(int(seed))
     if autocast_dtype is None:
@@ -162,10 +161,10 @@ def refine_latent(
                 # latents of the tile reach image pixels up to `halo` latent pixels away (the
                 # affected region); those pixels depend on latents up to `halo` further out
                 # (the window), so the affected region's distortion is exact in the window
-                ar0, ar1, ac0, ac1 = max(0, r0 - halo), min(rows, r1 + halo), \
-                    max(0, c0 - halo), min(cols, c1 + halo)
-                wr0, wr1, wc0, wc1 = max(0, ar0 - halo), min(rows, ar1 + halo), \
-                    max(0, ac0 - halo), min(cols, ac1 + halo)
+                ar0, ar1 = _grow((r0, r1), halo, rows)
+                ac0, ac1 = _grow((c0, c1), halo, cols)
+                wr0, wr1 = _grow((ar0, ar1), halo, rows)
+                wc0, wc1 = _grow((ac0, ac1), halo, cols)
                 # what the decoder sees around the tile: the rounded, rescaled latent
                 window = (torch.round(y[..., wr0:wr1, wc0:wc1] * gain - median) + median) \
                     * inv_gain
