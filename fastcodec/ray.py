@@ -662,7 +662,7 @@ def _run(job: _Job, worker_cls, kwargs: dict, *, started: float, progress,
             if fail_fast and summary.failed:
                 summary.stopped = True
                 break
-    finally:  # on an error or interruption: stop the executor and its actors now
+    finally:  # on an error or interruption: stop the executor (a worker finishes its batch)
         close = getattr(batches, "close", None)
         if close is not None:
             close()
