@@ -310,12 +310,17 @@ KERNELS: dict[str, KernelSpec] = {
 }
 
 
-_TUNED: dict[str, Any] = {}
+_TUNED: dict[tuple, Any] = {}
 
 
-def tuned_kernel(name: str):
-    """The autotuned launcher of kernel ``name``: the GPU config set, or the interpreter config
-    alone under ``TRITON_INTERPRET=1``; built on first use and kept."""
-    if name not in _TUNED:
-        _TUNED[name] = KERNELS[name].autotuned(interpret=interpreting())
-    return _TUNED[name]
+def tuned_kernel(name: str, device=None):
+    """The autotuned launcher of kernel ``name`` for tensors on ``device``: the GPU config set, or
+    the interpreter config alone under ``TRITON_INTERPRET=1``; built on first use and kept.
+
+    One launcher per kind of device (its shared memory per block and compute capability): Triton's
+    autotune cache is keyed by problem sizes and dtypes only, so one launcher shared by an H100 and
+    an A10 would run the config timed on whichever came first, possibly one the other cannot fit."""
+    kind = device_smem_info(device) if device is not None else (DEFAULT_SMEM_LIMIT, None)
+    if (name, kind) not in _TUNED:
+        _TUNED[(name, kind)] = KERNELS[name].autotuned(interpret=interpreting())
+    return _TUNED[(name, kind)]

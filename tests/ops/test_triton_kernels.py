@@ -236,7 +236,7 @@ def test_conv_relu_pool_empty(case, layout, monkeypatch):
     x, weight, b = _make_inputs(n, 3, 5, 8, 8, 3, 3, torch.float16, layout, seed=0)
     if case == "batch0" and layout == "channels_last":
         x = torch.empty_strided((0, 3, 8, 8), (192, 1, 24, 3), dtype=torch.float16, device=DEVICE)
-    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name: pytest.fail("kernel launched"))
+    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name, device=None: pytest.fail("kernel launched"))
     out = conv_relu_pool_triton(x, weight, b, stride=1, pad_top=1, pad_left=1, out_h=out_h, out_w=8,
                                 pool="max", pool_size=2)
     assert out.shape == (n, 5, out_h // 2, 4)
@@ -299,7 +299,7 @@ def test_conv_relu_upsample_batch0(layout, monkeypatch):
     if layout == "channels_last":
         x = torch.empty_strided((0, 4, 5, 6), (120, 1, 24, 4), dtype=torch.bfloat16, device=DEVICE)
     weight = torch.ones((12, 4, 3, 3), dtype=torch.bfloat16, device=DEVICE)
-    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name: pytest.fail("kernel launched"))
+    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name, device=None: pytest.fail("kernel launched"))
     out = conv_relu_upsample_triton(x, weight, None, pad_top=1, pad_left=1, out_h=5, out_w=6, scale=2)
     assert out.shape == (0, 3, 10, 12)
     assert out.dtype == torch.bfloat16
@@ -497,8 +497,21 @@ def test_device_guard_enters_the_tensors_device(monkeypatch):
     assert len(entered) == 1
 
 
+def test_each_kind_of_device_gets_its_own_autotuner(monkeypatch):
+    """Triton's autotune cache knows sizes and dtypes, not devices: a launcher per device kind
+    (shared memory, compute capability) keeps an A10's choice away from an H100's."""
+    kinds = {0: (232448, 90), 1: (101376, 86), 2: (232448, 90)}
+    monkeypatch.setattr(configs_mod, "device_smem_info", lambda d: kinds[torch.device(d).index])
+    monkeypatch.setattr(configs_mod, "_TUNED", {})
+    h100, a10, h100_again = (configs_mod.tuned_kernel("conv_relu_pool", torch.device("cuda", i))
+                             for i in range(3))
+    assert h100 is h100_again and a10 is not h100
+    assert configs_mod.tuned_kernel("conv_relu_upsample", torch.device("cuda", 0)) is not h100
+    assert configs_mod.tuned_kernel("conv_relu_pool") is configs_mod.tuned_kernel("conv_relu_pool")
+
+
 class _LaunchSpy:
-    """Stands in for ``tuned_kernel(name)``: records each launch (grid, N, inside the device guard)
+    """Stands in for ``tuned_kernel(name, device)``: records each launch (grid, N, inside the device guard)
     and forwards it to the real kernel."""
 
     def __init__(self, real, guard_depth):
@@ -528,9 +541,9 @@ def _spy_launches(monkeypatch):
     real_tuned = configs_mod.tuned_kernel
     spies = {}
 
-    def tuned(name):
+    def tuned(name, device=None):
         if name not in spies:
-            spies[name] = _LaunchSpy(real_tuned(name), depth)
+            spies[name] = _LaunchSpy(real_tuned(name, device), depth)
         return spies[name]
 
     monkeypatch.setattr(configs_mod, "tuned_kernel", tuned)
@@ -612,7 +625,7 @@ def test_images_beyond_int32_offsets_take_the_torch_path(monkeypatch):
     """Past the int32 limit (lowered here), the launchers return the torch composition, in the
     kernels' output layout, without launching."""
     monkeypatch.setattr(kpool, "INT32_MAX", 100)
-    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name: pytest.fail("kernel launched"))
+    monkeypatch.setattr(configs_mod, "tuned_kernel", lambda name, device=None: pytest.fail("kernel launched"))
     for layout in LAYOUTS:
         for pool in ("max", "avg"):
             _pool_case((2, 5, 6, 9, 8, 3, 3, 2, (1, 0, 2, 1)), torch.float32, pool, layout, seed=31)
