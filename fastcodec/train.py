@@ -21,7 +21,9 @@ the entropy model's quantiles are fitted at the same time by the auxiliary loss 
   config comes from the checkpoint (model options that contradict it are an error); the other
   arguments (steps, learning rate, ...) from the command line. A checkpoint with weights only
   (``model``, ``ema``, ``model_config``, as :mod:`fastcodec.models.slim` writes) starts fresh
-  optimizers and RNG streams, and ``--warmup`` counts from its step.
+  optimizers and RNG streams, and ``--warmup`` counts from its step. So does a shipped model:
+  ``--resume fcf96-v6`` (an installed model id, or a weights file's path) continues training
+  from its weights at the step it was exported from.
 * Bad input (missing or empty folders, a crop that is not a multiple of 16, validation images
   smaller than ``--val-crop``, a file that is not a training checkpoint) is a one-line error
   (exit status 2) before anything is written.
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exponential moving average of the weights (0 = off): validation and "
                         "the exported weights use the average")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops, noise and init")
-    p.add_argument("--resume", default=None, help="checkpoint to resume from, or 'auto'")
+    p.add_argument("--resume", default=None,
+                   help="checkpoint to resume from, 'auto' (OUT/latest.pt), or a shipped model "
+                        "(an installed model id or a weights file): its weights, fresh optimizers")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
@@ -390,19 +394,48 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    """A training checkpoint (of ``fastcodec train`` or ``python -m fastcodec.models.slim``);
-    TrainError for anything else."""
+    """A training checkpoint (of ``fastcodec train`` or ``python -m fastcodec.models.slim``), or
+    a shipped model (a weights file, or the id of an installed one such as ``fcf96-v6``) as a
+    weights-only checkpoint at the step it was exported from; TrainError for anything else."""
+    path = _installed_weights(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise TrainError(f"no checkpoint {path}") from None
     except Exception as exc:  # truncated, not a torch file, ...
         raise TrainError(f"{path} is not a readable checkpoint: {exc}") from None
+    if isinstance(ckpt, dict) and ckpt.get("format") == "fastcodec-weights":
+        ckpt = _checkpoint_of_weights(ckpt, path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
-        hint = (" (a shipped weights file: training resumes from training checkpoints)"
-                if isinstance(ckpt, dict) and ckpt.get("format") == "fastcodec-weights" else "")
-        raise TrainError(f"{path} is not a fastcodec training checkpoint{hint}")
+        raise TrainError(f"{path} is not a fastcodec training checkpoint or weights file")
     return ckpt
+
+
+def _installed_weights(path):
+    """``path`` itself, or the weights file of the installed model it names when no such file
+    exists (``--resume fcf96-v6``)."""
+    if path is None or Path(path).exists():
+        return path
+    from fastcodec import zoo
+
+    if str(path) in zoo.available_models():
+        return zoo.weights_path(str(path))
+    return path
+
+
+def _checkpoint_of_weights(weights: dict, path) -> dict:
+    """A shipped weights file as a weights-only checkpoint: its (EMA) weights as the model,
+    its step and lineage, so that training and exports continue the count."""
+    meta = weights.get("metadata") or {}
+    if "state_dict" not in weights or "model_config" not in weights:
+        raise TrainError(f"{path} is a damaged weights file (no state_dict or model_config)")
+    return {
+        "model": weights["state_dict"],
+        "model_config": dict(weights["model_config"]),
+        "step": max(0, int(meta.get("step", 0))),
+        "lineage": [dict(e) for e in meta.get("lineage", [])],
+        "from_weights": weights.get("model_id"),
+    }
 
 
 def load_model(path, device="cpu", ema: bool = True) -> CodecModel:

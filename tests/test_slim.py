@@ -102,7 +102,7 @@ def _tiny_run(tmp_path, tiny_images, steps: int):
     return run
 
 
-def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images):
+def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images, monkeypatch):
     run = _tiny_run(tmp_path, tiny_images, steps=3)
     out = tmp_path / "slim.pt"
     assert slim_main([str(run / "latest.pt"), str(out), "--first-width", "4", "--last-width",
@@ -126,6 +126,23 @@ def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images
     shipped = zoo.load_file(zoo.export_checkpoint(fine / "latest.pt", tmp_path / "t-1.pt", "t-1"))
     assert shipped.metadata["total_steps"] == 7 and shipped.metadata["lineage"][0]["steps"] == 3
     assert T.load_model(fine / "latest.pt").g_a.blocks[0].weight.shape[0] == 4
+
+    # training goes on from the shipped model itself (by id): its weights, step and lineage
+    monkeypatch.setenv(zoo.WEIGHTS_PATH_ENV, str(tmp_path))
+    as_ckpt = T.load_checkpoint("t-1")
+    assert as_ckpt["step"] == 4 and as_ckpt["lineage"] == done["lineage"]
+    assert "optimizer" not in as_ckpt and as_ckpt["from_weights"] == "t-1"
+    for name, value in shipped.model.state_dict().items():
+        assert torch.equal(as_ckpt["model"][name], value), name
+    more = tmp_path / "more"
+    T.run(T.build_parser().parse_args([
+        "--data", str(tiny_images), "--val", "", "--out", str(more), "--resume", "t-1",
+        "--crop", "32", "--batch-size", "2", "--steps", "6", "--threads", "1",
+    ]))
+    again = T.load_checkpoint(more / "latest.pt")
+    assert again["step"] == 6 and again["lineage"] == done["lineage"]
+    assert not torch.equal(again["model"]["g_a.head.weight"], as_ckpt["model"]["g_a.head.weight"])
+    assert T.load_checkpoint(tmp_path / "t-1.pt")["step"] == 4  # a path works as well
 
 
 def test_adding_skips_keeps_the_function_and_slimming_keeps_their_channels():

@@ -161,8 +161,6 @@ def test_usage_errors_are_one_line_and_write_nothing(tiny_images, tmp_path, caps
     empty.mkdir()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
-    from fastcodec.zoo import weights_path
-
     cases = [
         (["--data", str(tmp_path / "nope")], "image folder not found"),
         (["--data", str(empty)], "no training images"),
@@ -171,7 +169,8 @@ def test_usage_errors_are_one_line_and_write_nothing(tiny_images, tmp_path, caps
         (["--val", str(tiny_images), "--val-crop", "64"], "at least 64x64"),
         (["--resume", str(junk)], "is not a readable checkpoint"),
         (["--resume", str(tmp_path / "missing.pt")], "no checkpoint"),
-        (["--resume", str(weights_path())], "shipped weights file"),
+        (["--resume", "fcf00-none"], "no checkpoint fcf00-none"),
+        (["--resume", str(tiny_images)], "is not a readable checkpoint"),
     ]
     for extra, message in cases:
         out = tmp_path / "out"

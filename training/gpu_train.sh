@@ -4,12 +4,15 @@
 #   bash training/gpu_train.sh OUTDIR            # on the device: bash training/gpu_train.sh "$OUT"
 #
 # Installs fastcodec (editable, no CUDA C++ build: training uses the Triton kernels), resumes from
-# RESUME (default: training/codec-v6/latest.pt, the committed checkpoint), trains until BUDGET_S
+# RESUME (default: fcf96-v6, the shipped model's weights; or a checkpoint's path), trains until BUDGET_S
 # seconds after the start (default 540) and stops with SIGINT, which makes the trainer write
 # OUTDIR/latest.pt (model, EMA, optimizers, RNG; resumable anywhere, CPU included). OUTDIR also
 # gets log.jsonl, train.log and status.txt. Back on the development machine:
-#   cp OUTDIR/latest.pt training/codec-v6/latest.pt; cat OUTDIR/log.jsonl >> training/codec-v6/log.jsonl
-#   python -m fastcodec.zoo export training/codec-v6/latest.pt --model-id fcf96-v7  # a new id: -> fastcodec/weights/fcf96-v7.pt
+#   cp OUTDIR/latest.pt /work/runs/codec-v6/latest.pt; cat OUTDIR/log.jsonl >> training/codec-v6/log.jsonl
+#   python -m fastcodec.zoo export /work/runs/codec-v6/latest.pt --model-id fcf96-v7  # a new id: -> fastcodec/weights/fcf96-v7.pt
+#
+# The device machine has no ../shared: first pack the images into the checkout's ignored shared/
+# (it travels; the whole checkout must stay under 64 MiB): python training/pack_gpu_data.py
 #
 # Environment: PYTHON (python3), BUDGET_S (540), RESUME, DATA (../shared/data/train, else
 # shared/data/train), VAL (same with val/), and TRAIN_ARGS for more `fastcodec train` options.
@@ -39,13 +42,14 @@ pick() {  # first existing folder among the arguments
 }
 DATA=${DATA:-$(pick ../shared/data/train shared/data/train)}
 VAL=${VAL:-$(pick ../shared/data/val shared/data/val)}
-RESUME=${RESUME:-training/codec-v6/latest.pt}
-[ -d "$DATA" ] || { note "no training images at $DATA (set DATA)"; exit 2; }
+RESUME=${RESUME:-fcf96-v6}
+[ -d "$DATA" ] || { note "no training images at $DATA (python training/pack_gpu_data.py here first, or set DATA)"; exit 2; }
 resume_args=(--resume "$RESUME")
 if [ "$RESUME" = none ]; then
     resume_args=()
 else
-    [ -f "$RESUME" ] || { note "no checkpoint at $RESUME (set RESUME, or RESUME=none)"; exit 2; }
+    [ -f "$RESUME" ] || [ -f "fastcodec/weights/$RESUME.pt" ] \
+        || { note "no checkpoint or shipped model $RESUME (set RESUME, or RESUME=none)"; exit 2; }
 fi
 
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 2)" \

@@ -2,7 +2,7 @@
 quality on validation crops, sorted, one curve per model (a PNG).
 
     python training/plot_channel_use.py --val ../shared/data/val -o channel_use.png \
-        fcf64-v3 training/codec-v4/latest.pt
+        fcf64-v3 fcf64-v4
 
 Each model is a shipped model id or a training checkpoint (its EMA weights). A channel whose
 symbols are (almost) all zero tells the decoder nothing at any quality: see
