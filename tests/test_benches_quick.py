@@ -103,3 +103,42 @@ def test_codec_factorized_cases_cover_every_fastcodec_device(tmp_path):
                      if f"::test_{codec}[" in line} for codec in ("factorized", "fastcodec")}
     assert "encode-cuda-bf16-b1" in cases["factorized"]
     assert cases["factorized"] == cases["fastcodec"]
+
+
+def test_refine_tradeoff_reports_saving_gain_and_time(tmp_path, capsys):
+    """benches/refine_tradeoff.py on two small crops: one run per step count, BD-rate against
+    steps 0 of the same dtype, the JSON and the plot."""
+    import importlib.util
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("refine_tradeoff",
+                                                  ROOT / "benches" / "refine_tradeoff.py")
+    tradeoff = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tradeoff)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:80, 0:72] / 40.0
+    for i in range(3):
+        smooth = 127 + 90 * np.sin(xx * (i + 2) + yy)[..., None] * np.array([1.0, 0.7, 0.4])
+        noisy = np.clip(smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(images / f"im{i}.png")
+    out = tmp_path / "out"
+    assert tradeoff.main(["--images", str(images), "--max-images", "2", "--crop", "64",
+                          "--steps", "0,4", "--qualities", "1,3,5,6", "-o", str(out)]) == 0
+    result = json.loads((out / "refine-tradeoff.json").read_text())
+    assert result["images"] == 2 and result["megapixels"] == pytest.approx(2 * 64 * 64 / 1e6)
+    base, refined = result["runs"]
+    assert (base["steps"], refined["steps"]) == (0, 4)
+    assert base["bd_rate_vs_0"] == 0 and np.isfinite(refined["bd_rate_vs_0"])
+    assert [p["quality"] for p in refined["points"]] == [1, 3, 5, 6]
+    assert all(p["bpp"] > 0 and p["encode_s"] > 0 for p in refined["points"])
+    assert len(refined["psnr_gain_vs_0"]) == 4 and refined["encode_s_per_mp"] > 0
+    assert (out / "refine-tradeoff.png").stat().st_size > 0
+    assert "BD-rate" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        tradeoff.main(["--images", str(images), "--steps", "4"])  # no reference run
