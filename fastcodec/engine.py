@@ -60,6 +60,7 @@ from fastcodec.container import (
     channel_ranges,
     unpack,
 )
+from fastcodec.entropy.cdf import min_code_bits
 from fastcodec.models import pad_to_multiple
 from fastcodec.refine import check_steps, refine_latent
 from fastcodec.tiling import (
@@ -80,6 +81,8 @@ MAX_STREAMS = 16
 #: (bounds the host memory held by symbols waiting for the coder).
 _AHEAD = 3
 _STRIDE = 16
+#: Slack in bytes of the stream-size bound: the coder's final states (4 x 8 bytes) and more.
+_STATE_BYTES = 64
 #: Tile side in image pixels above which the transforms run tiled (CPU and CUDA alike).
 DEFAULT_TILE_SIZE = 2048
 
@@ -223,6 +226,7 @@ class Engine:
         # channels_last is faster for these convolutions on CUDA and on CPU alike
         self.model.to(memory_format=torch.channels_last)
         self._quant: Dict[float, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._min_bits: Dict[float, np.ndarray] = {}  # quality -> [M + 1] cumulative bits
         self.stats = {"encode": Stats(), "decode": Stats()}
         self.last_stats = Stats()
 
@@ -358,7 +362,30 @@ class Engine:
         if header.latent_shape[0] != self.model.M:
             raise FormatError(f"stream has {header.latent_shape[0]} latent channels, model "
                               f"{sm.model_id} has {self.model.M}")
+        self._check_stream_sizes(header, streams)
         return header, streams
+
+    def _check_stream_sizes(self, header: Header, streams: List[bytes]) -> None:
+        """FormatError when a stream is shorter than its symbols could ever code to with this
+        model's tables: a truncated or crafted file (e.g. a few bytes declaring a huge image)
+        fails here, before any decoding buffer is allocated. The bound (``min_code_bits`` per
+        symbol, less 0.1% for the coder's integer rounding and 64 bytes for its final states)
+        is below every real stream's size."""
+        bits = self._min_bits.get(header.quality)
+        if bits is None:
+            t = self.shipped.tables[header.quality]
+            bits = np.concatenate([[0.0], np.cumsum(min_code_bits(t.cdfs, t.cdf_lengths,
+                                                                  t.precision))])
+            self._min_bits[header.quality] = bits
+        m, h, w = header.latent_shape
+        for s, (c0, c1) in enumerate(channel_ranges(m, len(streams))):
+            need = 0.999 * h * w * (bits[c1] - bits[c0]) / 8 - _STATE_BYTES
+            if len(streams[s]) < need:
+                raise FormatError(
+                    f"range-coder stream {s} of {len(streams)} has {len(streams[s])} bytes, but "
+                    f"its {(c1 - c0) * h * w} symbols need at least {math.ceil(need)} with the "
+                    f"tables of model {self.shipped.model_id} at quality {header.quality:g}: "
+                    f"the file is truncated or damaged")
 
     @staticmethod
     def _decode_stream(coder, data: bytes, out: np.ndarray, b: int, c0: int, c1: int,

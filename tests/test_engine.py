@@ -148,6 +148,48 @@ def test_corrupt_streams_raise_format_error(shipped, monkeypatch):
         assert type(info.value) is FormatError
 
 
+def test_streams_too_short_for_their_symbols_are_refused_before_decoding(shipped, monkeypatch):
+    """A stream must hold at least the fewest bits its symbols can cost with the model's tables:
+    a crafted file of a few kB that declares a 16384x16384 image fails at parse time, with no
+    decoding buffer allocated; real streams, even of flat images, are always above the bound."""
+    from fastcodec.entropy.cdf import min_code_bits
+
+    monkeypatch.setattr(engine_mod, "PIXELS_PER_STREAM", 1024)
+    eng = Engine(shipped, threads=2)
+    flat = [np.full((64, 48, 3), v, np.uint8) for v in (0, 128, 255)]
+    for q in shipped.qualities:
+        t = shipped.tables[q]
+        bits = min_code_bits(t.cdfs, t.cdf_lengths, t.precision)
+        coded = eng.encode(flat, q)
+        for (shape, streams), im in zip(coded, flat):
+            assert len(streams) == 3
+            for (c0, c1), stream in zip(channel_ranges(shape[0], 3), streams):
+                # above the bound itself, not just the slackened one the engine checks
+                assert 8 * len(stream) >= shape[1] * shape[2] * bits[c0:c1].sum(), (q, c0)
+        decoded = eng.decode(blobs_of(shipped, coded, flat, q))
+        assert all(np.abs(d.astype(int) - im).max() < 64 for (_, d), im in zip(decoded, flat))
+
+    (shape, streams), = eng.encode(flat[:1], 1.0)
+    monkeypatch.setattr(Engine, "_submit_decode", lambda *a: pytest.fail("decoding started"))
+    huge = pack(model_id=shipped.model_id, weights_hash=shipped.weights_hash, quality=1.0,
+                height=16384, width=16384, layout="rgb", latent_shape=(shape[0], 1024, 1024),
+                streams=streams)
+    assert len(huge) < 4096
+    with pytest.raises(FormatError, match=r"image 0: range-coder stream 0 of 3 has \d+ bytes, "
+                                          r"but its \d+ symbols need at least \d+"):
+        eng.decode([huge])
+
+
+def test_min_code_bits_reads_the_largest_frequency_of_each_row():
+    from fastcodec.entropy.cdf import min_code_bits, pack_cdfs
+
+    cdfs, lengths = pack_cdfs([np.array([0, 16384, 65536]), np.array([0, 65535, 65536]),
+                               np.array([0, 1, 2, 65536]), np.array([0, 65536])])
+    np.testing.assert_allclose(min_code_bits(cdfs, lengths, 16),
+                               [16 - np.log2(49152), 16 - np.log2(65535), 16 - np.log2(65534), 0])
+    assert min_code_bits(np.array([[0, 8, 16, 16]]), [3], 4)[0] == pytest.approx(1.0)
+
+
 def test_foreign_blobs_raise_format_error(shipped):
     eng = Engine(shipped, threads=1)
     coded = eng.encode(IMAGES[:1], 3.0)

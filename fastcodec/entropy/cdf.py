@@ -99,3 +99,19 @@ def pack_cdfs(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         cdfs[i, : row.size] = row
         cdfs[i, row.size :] = row[-1] if row.size else 0
     return cdfs, lengths
+
+
+def min_code_bits(cdfs, cdf_lengths, precision: int = 16) -> np.ndarray:
+    """The fewest bits any symbol of each row can cost: ``-log2(largest frequency / 2**precision)``,
+    float64 ``[rows]`` (``cdfs`` int ``[rows, L]`` padded, ``cdf_lengths`` ``[rows]``, as
+    :func:`pack_cdfs` gives them). ``count`` symbols coded with row ``r`` take at least
+    ``count * min_code_bits[r]`` bits of any entropy coder's output (escapes cost more), which
+    bounds a stream's size from below before decoding it."""
+    cdfs = np.asarray(cdfs, np.int64)
+    lengths = np.asarray(cdf_lengths)
+    cols = np.arange(cdfs.shape[1] - 1)
+    freqs = np.diff(cdfs, axis=1)
+    freqs[cols[None, :] >= (lengths[:, None] - 1)] = 0  # padding
+    largest = np.maximum(freqs.max(axis=1, initial=0), 1)
+    return np.maximum(0.0, precision - np.log2(largest.astype(np.float64)))
+
