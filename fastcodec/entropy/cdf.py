@@ -114,4 +114,3 @@ def min_code_bits(cdfs, cdf_lengths, precision: int = 16) -> np.ndarray:
     freqs[cols[None, :] >= (lengths[:, None] - 1)] = 0  # padding
     largest = np.maximum(freqs.max(axis=1, initial=0), 1)
     return np.maximum(0.0, precision - np.log2(largest.astype(np.float64)))
-

@@ -383,6 +383,6 @@ def conv_relu_pool_triton(
     from .configs import tuned_kernel  # configs.py imports this module
 
     with device_guard(x):
-        launch_in_chunks(tuned_kernel("conv_relu_pool", x.device), x, w2, b, out, cout, ph, pw, pad_top,
-                         pad_left, max_launch_rows(cout), meta)
+        launch_in_chunks(tuned_kernel("conv_relu_pool", x.device), x, w2, b, out, cout, ph, pw,
+                         pad_top, pad_left, max_launch_rows(cout), meta)
     return out

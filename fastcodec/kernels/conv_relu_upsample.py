@@ -143,6 +143,6 @@ def conv_relu_upsample_triton(
     from .configs import tuned_kernel  # configs.py imports this module
 
     with device_guard(x):
-        launch_in_chunks(tuned_kernel("conv_relu_upsample", x.device), x, w2, b, out, cconv, oh, ow,
-                         pad_top, pad_left, max_launch_rows(cconv), meta)
+        launch_in_chunks(tuned_kernel("conv_relu_upsample", x.device), x, w2, b, out, cconv, oh,
+                         ow, pad_top, pad_left, max_launch_rows(cconv), meta)
     return out
