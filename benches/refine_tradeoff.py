@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python benches/refine_tradeoff.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "model": model, "device": args.device, "images": len(images), "megapixels": megapixels,
         "crop": args.crop, "source": args.images,
         "environment": {"fastcodec": fastcodec.__version__, "torch": torch.__version__,
