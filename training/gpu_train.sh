@@ -13,6 +13,8 @@
 #
 # The device machine has no ../shared: first pack the images into the checkout's ignored shared/
 # (it travels; the whole checkout must stay under 64 MiB): python training/pack_gpu_data.py
+# The pack fills what the tree leaves of those 64 MiB: delete shared/ before device runs that
+# do not train (benches/gpu_ops.sh), and carry nothing large beside it.
 #
 # Environment: PYTHON (python3), BUDGET_S (540), RESUME, DATA (../shared/data/train, else
 # shared/data/train), VAL (same with val/), and TRAIN_ARGS for more `fastcodec train` options.
