@@ -30,17 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_crops(folder: Path, count: int, crop: int) -> list:
-    """Centre crops ``crop x crop`` (smaller images whole) of the first ``count`` images, as
-    uint8 ``[H, W, 3]`` arrays."""
+    """Centre crops ``crop x crop`` (of smaller images: as much as fits, in multiples of 16) of
+    the first ``count`` images, as uint8 ``[H, W, 3]`` arrays."""
     from fastcodec.evaluate import collect_images, load_rgb
+    from fastcodec.train import centre_crop
 
-    crops = []
-    for path in collect_images([str(folder)], max_images=count):
-        rgb = load_rgb(path)
-        h, w = rgb.shape[:2]
-        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        crops.append(np.ascontiguousarray(rgb[top:top + crop, left:left + crop]))
-    return crops
+    return [np.ascontiguousarray(centre_crop(load_rgb(path), crop))
+            for path in collect_images([str(folder)], max_images=count)]
 
 
 def measure(images: list, *, model: str, device, dtype: str, steps: int,

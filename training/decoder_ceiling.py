@@ -17,40 +17,16 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
-import numpy as np
 import torch
 
 
-def _load(name: str):
-    if Path(name).is_file():
-        from fastcodec.train import load_model
-
-        return load_model(name)
-    from fastcodec import zoo
-
-    return zoo.load_model(name).model
-
-
 def load_crops(folder: str, count: int, size: int) -> torch.Tensor:
-    """Centre crops ``size x size`` of the first ``count`` images of ``folder`` that are at least
-    that large: float32 ``[n, 3, size, size]`` in [0, 1]."""
-    from fastcodec.train import list_images, load_rgb
+    """Centre crops ``size x size`` of the first ``count`` images of ``folder`` (those smaller
+    are left out): float32 ``[n, 3, size, size]`` in [0, 1], as the trainer validates on."""
+    from fastcodec.train import load_val
 
-    crops = []
-    for path in list_images(folder):
-        rgb = load_rgb(path)
-        h, w = rgb.shape[:2]
-        if h < size or w < size:
-            continue
-        top, left = (h - size) // 2, (w - size) // 2
-        crops.append(torch.from_numpy(np.array(rgb[top:top + size, left:left + size])))
-        if len(crops) == count:
-            break
-    if not crops:
-        raise SystemExit(f"no image of at least {size}x{size} in {folder}")
-    return torch.stack(crops).permute(0, 3, 1, 2).float() / 255.0
+    return load_val(folder, size, count)
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
@@ -103,8 +79,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
+    from fastcodec.train import load_model  # a training checkpoint or a shipped model id
+
     torch.manual_seed(args.seed)
-    model = _load(args.model)
+    model = load_model(args.model)
     x = load_crops(args.val, args.images, args.crop)
     out = ceilings(model, x, args.steps, args.lr,
                    log=lambda line: print(line, file=sys.stderr, flush=True))

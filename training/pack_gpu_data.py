@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fastcodec.train import centre_crop, load_rgb
+
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 2**20  # what a lent machine receives: the checkout, shared/ and carried paths
 
@@ -53,13 +55,6 @@ def _psnr(a: Image.Image, b_bytes: bytes) -> float:
     return float(10 * np.log10(255.0**2 / max(np.mean((x - y) ** 2), 1e-10)))
 
 
-def _centre_crop(image: Image.Image, size: int) -> Image.Image:
-    w, h = image.size
-    s = min(size, w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    return image.crop((left, top, left + s, top + s))
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", default=str(ROOT / ".." / "shared" / "data" / "train"))
@@ -87,7 +82,7 @@ def main(argv=None) -> int:
 
     used = 0
     for path in val_in:  # validation first: it is small and every run wants it
-        data = _png_bytes(_centre_crop(Image.open(path).convert("RGB"), args.val_crop))
+        data = _png_bytes(Image.fromarray(centre_crop(load_rgb(path), args.val_crop)))
         (out / "val" / path.name).write_bytes(data)
         used += len(data)
     random.Random(args.seed).shuffle(train_in)
