@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revive-ramp", type=int, default=None,
                    help="steps over which that gradient then ramps back to full "
                         "(default: the checkpoint's value, else 6000)")
+    p.add_argument("--freeze-synthesis", action="store_true",
+                   help="train the encoder side only: the synthesis transform and the inverse "
+                        "gains keep their weights (the analysis, gains and prior learn)")
     # model (taken from the checkpoint on resume)
     p.add_argument("--N", type=int, default=64, help="hidden width")
     p.add_argument("--M", type=int, default=128, help="latent channels")
@@ -156,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-width", type=int, default=None,
                    help="output width of the fourth analysis block (default N; about M "
                         "lets the latent use all its channels)")
+    p.add_argument("--analysis-width", type=int, default=None,
+                   help="hidden width of the analysis's reduced-resolution layers (default N, "
+                        "which then sizes the synthesis only)")
     p.add_argument("--skip", action="store_true",
                    help="linear skip paths around the blocks (fastcodec.models.transforms)")
     p.add_argument("--last-width", type=int, default=None,
@@ -179,7 +185,7 @@ def model_config(args) -> dict:
         analysis_kernels=list(args.analysis_kernels),
         synthesis_kernels=list(args.synthesis_kernels),
         last_width=args.last_width, quantize=args.quantize, first_width=args.first_width,
-        skip=args.skip, head_width=args.head_width,
+        skip=args.skip, head_width=args.head_width, analysis_width=args.analysis_width,
     )
 
 
@@ -459,6 +465,12 @@ def _is_fast(name: str) -> bool:
         "log_gain", "log_inv_gain")
 
 
+def _is_synthesis(name: str) -> bool:
+    """Parameters the decoder alone uses (held by ``--freeze-synthesis``): the synthesis
+    transform and the inverse gains."""
+    return name.startswith("g_s.") or name == "log_inv_gain"
+
+
 def resolve_memory_format(name: str, device: torch.device) -> torch.memory_format:
     """``--memory-format``: auto = channels-last on CPU (oneDNN convolutions run 1.3x faster in
     fp32 and 1.6x in bf16 there), contiguous on CUDA."""
@@ -604,9 +616,14 @@ def run(args) -> dict:
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         if ckpt and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
+    if args.freeze_synthesis:
+        for name, p in model.named_parameters():
+            if _is_synthesis(name):
+                p.requires_grad_(False)
     aux_params = [model.entropy.quantiles]
-    fast = [p for n, p in model.named_parameters() if _is_fast(n)]
-    slow = [p for n, p in model.named_parameters() if n != "entropy.quantiles" and not _is_fast(n)]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    fast = [p for n, p in trained if _is_fast(n)]
+    slow = [p for n, p in trained if n != "entropy.quantiles" and not _is_fast(n)]
     main_params = slow + fast
     opt = torch.optim.Adam(
         [{"params": slow}, {"params": fast}],

@@ -175,11 +175,15 @@ def _trained_skips(m: CodecModel) -> CodecModel:
     return m
 
 
+def _model_with_skips(skip: bool) -> CodecModel:
+    """``_model()``, with trained-looking skip paths added when ``skip``."""
+    m = _model()
+    return _trained_skips(slim(m, _samples(), skip=True)) if skip else m
+
+
 @pytest.mark.parametrize("skip", [False, True])
 def test_widening_the_head_keeps_the_function(skip):
-    m, x = _model(), _samples()
-    if skip:
-        m = _trained_skips(slim(m, x, skip=True))
+    m, x = _model_with_skips(skip), _samples()
     w = widen(m, head_width=20)
     assert w.g_a.blocks[3].weight.shape[0] == 20 and w.g_a.head.weight.shape[1] == 20
     assert w.g_a.blocks[3].weight[12:].abs().sum() > 0  # fresh filters, read with zeros
@@ -190,9 +194,7 @@ def test_widening_the_head_keeps_the_function(skip):
 
 @pytest.mark.parametrize("skip", [False, True])
 def test_widening_the_latent_keeps_old_channels_and_reads_new_ones_weakly(skip):
-    m, x = _model(), _samples()
-    if skip:
-        m = _trained_skips(slim(m, x, skip=True))
+    m, x = _model_with_skips(skip), _samples()
     with torch.no_grad():
         m.log_gain.uniform_(-1, 1)
     w = widen(m, M=11)
@@ -219,9 +221,7 @@ def test_widening_the_latent_keeps_old_channels_and_reads_new_ones_weakly(skip):
 
 @pytest.mark.parametrize("skip", [False, True])
 def test_widening_the_hidden_layers_keeps_the_function_and_trains_the_new_channels(skip):
-    m, x = _model(), _samples()
-    if skip:
-        m = _trained_skips(slim(m, x, skip=True))
+    m, x = _model_with_skips(skip), _samples()
     w = widen(m, N=17)
     assert w.config["N"] == 17
     # widths that followed N are pinned at the old ones: only the hidden layers grow
@@ -243,6 +243,34 @@ def test_widening_the_hidden_layers_keeps_the_function_and_trains_the_new_channe
         assert reader.weight.grad[:, 12:].abs().sum() > 0  # the zero reads learn
     with pytest.raises(ValueError, match="only grows"):
         widen(m, N=10)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_widening_the_analysis_alone_keeps_the_function_and_the_decoder(skip):
+    m, x = _model_with_skips(skip), _samples()
+    w = widen(m, analysis_width=20)
+    assert w.config["N"] == 12 and w.config["analysis_width"] == 20
+    assert [tuple(b.weight.shape[:2]) for b in w.g_a.blocks[1:]] == [(20, 12), (20, 20), (12, 20)]
+    ws, ms = w.state_dict(), m.state_dict()
+    for key in ms:  # the decoder and the prior are the same tensors
+        if key.startswith(("g_s.", "entropy.")) or key == "log_inv_gain":
+            assert torch.equal(ws[key], ms[key]), key
+    assert w.g_a.blocks[1].weight[12:].abs().sum() > 0  # fresh writers, read with zeros
+    for a, b in zip(_outputs(m, x), _outputs(w, x)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    w.train()
+    ((w(x, 2)["x_hat"] - x) ** 2).mean().backward()
+    for reader in (w.g_a.blocks[2], w.g_a.blocks[3]):
+        assert reader.weight.grad[:, 12:].abs().sum() > 0  # the zero reads learn
+    # a later N widens the decoder only: the analysis keeps its own width
+    both = widen(w, N=16)
+    assert both.config["analysis_width"] == 20 and both.g_a.blocks[1].weight.shape[0] == 20
+    assert both.g_s.blocks[0].weight.shape[0] == 64
+    # an analysis sized by N follows a wider N; back at N's width it is N's again
+    assert widen(m, N=16).g_a.blocks[1].weight.shape[0] == 16
+    assert widen(w, N=20).config["analysis_width"] is None
+    with pytest.raises(ValueError, match="only grows"):
+        widen(w, analysis_width=16)
 
 
 def test_new_lambdas_take_the_interpolated_gains_and_extrapolate_by_the_square_root():
@@ -291,6 +319,9 @@ def test_command_line_widens_without_data(tmp_path, tiny_images):
     assert T.load_checkpoint(again)["lineage"] == [
         {"run": "run", "steps": 2, "then": "M 12, head_width 12; M 13, N 14"}]
     assert T.load_model(again).config["N"] == 14
+    encoder = tmp_path / "encoder.pt"
+    assert slim_main([str(out), str(encoder), "--analysis-width", "20"]) == 0
+    assert T.load_model(encoder).config["analysis_width"] == 20
     model = T.load_model(out)
     assert model.entropy.quantiles.shape[0] == 12
     with pytest.raises(SystemExit):  # slimming needs sample crops

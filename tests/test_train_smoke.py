@@ -154,6 +154,31 @@ def test_a_weights_only_resume_warms_up_a_fresh_optimizer(tiny_images, tmp_path)
     assert [r["lr"] for r in _log(out) if r["event"] == "train"][-1] == pytest.approx(1e-3)
 
 
+def test_freeze_synthesis_trains_the_encoder_side_only(tiny_images, tmp_path):
+    """A wider analysis trained against a fixed decoder: the synthesis and the inverse gains
+    keep their weights (in the model and its average), the analysis, gains and prior learn."""
+    first = tmp_path / "first"
+    T.run(_args(tiny_images, first, "--steps", "3", "--val", "", "--analysis-width", "12"))
+    start = T.load_checkpoint(first / "latest.pt")
+    assert start["model_config"]["analysis_width"] == 12
+    light = tmp_path / "weights.pt"
+    T.save_checkpoint(light, {"model": start["ema"], "model_config": start["model_config"],
+                              "step": 3})
+    out = tmp_path / "frozen"
+    T.run(_args(tiny_images, out, "--steps", "8", "--val", "", "--resume", str(light),
+                "--freeze-synthesis"))
+    end = T.load_checkpoint(out / "latest.pt")
+    before = start["ema"]
+    for weights in (end["model"], end["ema"]):
+        for key, value in before.items():
+            frozen = key.startswith("g_s.") or key == "log_inv_gain"
+            if frozen or key == "lambdas":
+                assert torch.equal(weights[key], value), key
+        for key in ("g_a.blocks.1.weight", "g_a.head.weight", "log_gain"):
+            assert not torch.equal(weights[key], before[key]), key
+    assert T.load_model(out / "latest.pt").g_a.blocks[2].weight.shape[:2] == (12, 12)
+
+
 def test_usage_errors_are_one_line_and_write_nothing(tiny_images, tmp_path, capsys):
     base = ["--data", str(tiny_images), "--N", "8", "--M", "8", "--crop", "32",
             "--batch-size", "2", "--steps", "2", "--threads", "1", "--val", ""]

@@ -75,6 +75,9 @@ class CodecModel(nn.Module):
         last_width: output width of the last upsampling block (None: ``N // 2``).
         head_width: output width of the fourth analysis block, the head's input (None: ``N``;
             about ``M`` lets the latent use all its channels).
+        analysis_width: hidden width of the analysis's reduced-resolution layers (the outputs
+            of its second and third blocks; None: ``N``, which then sizes the synthesis only).
+            A wider encoder costs encode time only.
         backend: backend of the fused ops (None: the default for the device).
         quantize: how the decoder sees the latent in training: ``"ste"`` (rounded around the
             medians, straight-through gradient) or ``"noise"`` (the same noisy latent the
@@ -95,6 +98,7 @@ class CodecModel(nn.Module):
         first_width: Optional[int] = None,
         skip: bool = False,
         head_width: Optional[int] = None,
+        analysis_width: Optional[int] = None,
     ) -> None:
         super().__init__()
         lambdas = tuple(float(v) for v in lambdas)
@@ -106,11 +110,14 @@ class CodecModel(nn.Module):
             N=int(N), M=int(M), pool=pool, lambdas=list(lambdas),
             analysis_kernels=list(analysis_kernels), synthesis_kernels=list(synthesis_kernels),
             last_width=last_width, quantize=quantize, first_width=first_width, skip=bool(skip),
-            head_width=head_width,
+            head_width=head_width, analysis_width=analysis_width,
         )
         self.N, self.M, self.quantize = int(N), int(M), quantize
-        self.g_a = AnalysisTransform(N, M, analysis_kernels, pool=pool, first_width=first_width,
-                                     skip=skip, backend=backend, head_width=head_width)
+        analysis_n = int(N) if analysis_width is None else int(analysis_width)
+        self.g_a = AnalysisTransform(
+            analysis_n, M, analysis_kernels, pool=pool, skip=skip, backend=backend,
+            first_width=int(N) if first_width is None else first_width,
+            head_width=int(N) if head_width is None else head_width)
         self.g_s = SynthesisTransform(N, M, synthesis_kernels, last_width, skip=skip,
                                       backend=backend)
         self.entropy = FactorizedPrior(M)

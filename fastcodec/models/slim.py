@@ -172,21 +172,23 @@ def _rescale_new_rows(w: Tensor, trained: Tensor) -> None:
     w[start:] = rows * (target / rows.flatten(1).norm(dim=1).mean().clamp_min(1e-12))
 
 
-def _read_new_hidden_with_zeros(state: dict, old: dict, old_n: int) -> None:
-    """In ``state`` (a wider model's, old weights already copied in): new hidden channels
-    written at the trained filters' scale and read with zero weights."""
+def _read_new_hidden_with_zeros(state: dict, old: dict, old_n: int, side: str) -> None:
+    """In ``state`` (a wider model's, old weights already copied in): new hidden channels of
+    transform ``side`` (``"g_a"`` or ``"g_s"``) written at the trained filters' scale and read
+    with zero weights."""
     for name, _ in _HIDDEN_WRITERS:
-        _rescale_new_rows(state[f"{name}.weight"], old[f"{name}.weight"])
+        if name.startswith(side + "."):
+            _rescale_new_rows(state[f"{name}.weight"], old[f"{name}.weight"])
     for name, dim in _HIDDEN_READERS:
         key = f"{name}.weight"
-        if key in state:  # skips only when the model has them
+        if name.startswith(side + ".") and key in state:  # skips only when the model has them
             state[key].narrow(dim, old_n, state[key].shape[dim] - old_n).zero_()
 
 
 @torch.no_grad()
 def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] = None,
           lambdas: Optional[Sequence[float]] = None, seed: int = 0,
-          N: Optional[int] = None) -> CodecModel:
+          N: Optional[int] = None, analysis_width: Optional[int] = None) -> CodecModel:
     """A copy of ``model`` with a wider latent path, wider hidden layers and/or new
     rate-distortion trade-offs.
 
@@ -197,7 +199,10 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
             channels are written by fresh filters at the trained filters' scale and read
             with zero weights (their skip paths: zero, as created), so the function is
             unchanged and the readers get a gradient from the first step. The full-resolution
-            widths (``first_width``, ``last_width``) and ``head_width`` stay as they are.
+            widths (``first_width``, ``last_width``) and ``head_width`` stay as they are. An
+            analysis that has its own ``analysis_width`` keeps it.
+        analysis_width: hidden width of the analysis's reduced-resolution layers only (None:
+            keep): a wider encoder for the same decoder, widened as ``N`` is.
         M: latent channels (None: keep). New channels: the head writes them with filters at
             the scale of the trained ones, the first synthesis block reads them with filters
             scaled by 1e-2 (not zero: the new channels need a gradient), their gains start at
@@ -224,19 +229,25 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
     cfg = dict(model.config)
     old_n = model.N
     n = old_n if N is None else int(N)
+    old_aw = model.g_a.blocks[1].weight.shape[0]
+    if analysis_width is not None:
+        aw = int(analysis_width)
+    else:  # an analysis sized by N follows N
+        aw = n if model.config.get("analysis_width") is None else old_aw
     old_m = model.M
     old_head = model.g_a.head.weight.shape[1]
     m = old_m if M is None else int(M)
     head = old_head if head_width is None else int(head_width)
-    if m < old_m or head < old_head or n < old_n:
+    if m < old_m or head < old_head or n < old_n or aw < old_aw:
         raise ValueError(f"widen only grows: M {old_m} -> {m}, head width {old_head} -> {head}, "
-                         f"N {old_n} -> {n}")
+                         f"N {old_n} -> {n}, analysis width {old_aw} -> {aw}")
     old_lambdas = [float(v) for v in model.config["lambdas"]]
     new_lambdas = old_lambdas if lambdas is None else [float(v) for v in lambdas]
     if len(new_lambdas) != len(old_lambdas):
         raise ValueError(f"expected {len(old_lambdas)} lambdas, got {len(new_lambdas)}")
     # widths that default to N's are pinned, so a wider N widens only the hidden layers
     cfg.update(M=m, head_width=head, lambdas=new_lambdas, N=n,
+               analysis_width=None if aw == n else aw,
                first_width=model.g_a.blocks[0].weight.shape[0],
                last_width=model.g_s.out.weight.shape[1])
     torch.manual_seed(seed)
@@ -258,8 +269,10 @@ def widen(model: CodecModel, M: Optional[int] = None, head_width: Optional[int] 
             g[:, old_m:] = old[name].mean(1, keepdim=True)
     if head > old_head:  # the head reads new block channels with zero weights
         state["g_a.head.weight"][:, old_head:] = 0.0  # (their skip filters: zero, as created)
+    if aw > old_aw:
+        _read_new_hidden_with_zeros(state, old, old_aw, "g_a")
     if n > old_n:
-        _read_new_hidden_with_zeros(state, old, old_n)
+        _read_new_hidden_with_zeros(state, old, old_n, "g_s")
     if new_lambdas != old_lambdas:
         for name, sign in (("log_gain", 1.0), ("log_inv_gain", -1.0)):
             state[name] = _log_gains_at(state[name], old_lambdas, new_lambdas, sign)
@@ -417,6 +430,9 @@ def main(argv=None) -> int:
                    help="widen: output width of the fourth analysis block")
     p.add_argument("--N", type=int, default=None,
                    help="widen: hidden width of the reduced-resolution layers")
+    p.add_argument("--analysis-width", type=int, default=None,
+                   help="widen: hidden width of the analysis's reduced-resolution layers only "
+                        "(a wider encoder for the same decoder)")
     p.add_argument("--lambdas", type=float, nargs="+", default=None,
                    help="new trade-offs of the trained qualities (gains: the trained ones "
                         "interpolated; sqrt(new/old) past the ends)")
@@ -450,8 +466,9 @@ def main(argv=None) -> int:
         new = narrow_latent(new, _samples(args.data, args.samples, args.crop, args.seed), args.M)
         grow_m = None
     if (grow_m is not None or args.head_width is not None or args.lambdas is not None
-            or args.N is not None):
-        new = widen(new, grow_m, args.head_width, args.lambdas, seed=args.seed, N=args.N)
+            or args.N is not None or args.analysis_width is not None):
+        new = widen(new, grow_m, args.head_width, args.lambdas, seed=args.seed, N=args.N,
+                    analysis_width=args.analysis_width)
     revived = []
     if args.revive:
         if args.data is None:
@@ -467,6 +484,7 @@ def main(argv=None) -> int:
                                                  ("last_width", args.last_width),
                                                  ("skip", args.skip or None),
                                                  ("M", args.M), ("N", args.N),
+                                                 ("analysis_width", args.analysis_width),
                                                  ("head_width", args.head_width),
                                                  ("lambdas", args.lambdas),
                                                  ("revived", len(revived) or None))
@@ -488,7 +506,8 @@ def main(argv=None) -> int:
     before = sum(p.numel() for p in model.parameters())
     after = sum(p.numel() for p in new.parameters())
     cfg = new.config
-    print(f"wrote {args.out}: {before:,} -> {after:,} parameters (N {cfg['N']}, M {cfg['M']}, "
+    print(f"wrote {args.out}: {before:,} -> {after:,} parameters (N {cfg['N']}, "
+          f"analysis width {cfg.get('analysis_width') or cfg['N']}, M {cfg['M']}, "
           f"first width {cfg['first_width']}, head width {cfg['head_width']}, last width "
           f"{cfg['last_width']}, skip {cfg['skip']}, lambdas {cfg['lambdas']})"
           + (f"; revived {len(revived)} dead latent channels" if args.revive else ""))
