@@ -46,6 +46,11 @@ BATCHES = {("full", "cpu"): (1, 8), ("quick", "cpu"): (1, 2),
            ("full", "cuda"): (1, 8, 64), ("quick", "cuda"): (1, 2)}
 
 FASTCODEC_QUALITY = 4.0
+#: Encoder-side refinement rows (``test_fastcodec_refine``): steps per image, per mode and
+#: device kind, on one batch of this many images (the decode is the plain one: not repeated).
+REFINE_STEPS = {("full", "cpu"): (10,), ("quick", "cpu"): (2,),
+                ("full", "cuda"): (10, 50), ("quick", "cuda"): (2,)}
+REFINE_BATCH = {"full": 8, "quick": 2}
 JPEG = dict(quality=75, subsampling="4:2:0")
 WEBP = dict(quality=75, method=4)
 AVIF = dict(quality=75, speed=6)
@@ -403,6 +408,13 @@ class CodecResults:
                 info["speedup_vs_factorized"] = info["MP_per_s"] / base["MP_per_s"]
             else:
                 info.pop("speedup_vs_factorized", None)
+            plain = self._find("fastcodec", op, device, batch)
+            if codec != "fastcodec" and plain is not None and op == "encode":
+                # a refinement row (fastcodec-r<steps>) against the plain encode
+                info["encode_time_vs_plain"] = plain["MP_per_s"] / info["MP_per_s"]
+                if "psnr_db" in info and "psnr_db" in plain:
+                    info["psnr_gain_db"] = info["psnr_db"] - plain["psnr_db"]
+                info["bpp_change"] = info["bpp"] / plain["bpp"] - 1.0
             if device == "cpu" and batch == n:
                 for fmt in PILLOW_FORMATS:
                     other = self._find(f"pillow-{fmt}", op, "cpu", n, pillow_threads)
@@ -435,7 +447,8 @@ class CodecResults:
                 f"{codec:<14}{device:>9}{batch:>6}{threads:>4}"
                 f"{_fmt(enc, 'MP_per_s', '.2f'):>10}{_fmt(dec, 'MP_per_s', '.2f'):>10}"
                 f"{_fmt(enc, 'images_per_s', '.2f'):>10}{_fmt(dec, 'images_per_s', '.2f'):>10}"
-                f"{_fmt(any_info, 'bpp', '.3f'):>8}{_fmt(dec, 'psnr_db', '.2f'):>7}{gmac:>9}"
+                f"{_fmt(any_info, 'bpp', '.3f'):>8}{_fmt(dec or enc, 'psnr_db', '.2f'):>7}"
+                f"{gmac:>9}"
             )
             for op, info in (("encode", enc), ("decode", dec)):
                 load = info.get("other_load_cores") if info else None
@@ -476,6 +489,22 @@ class CodecResults:
                     bits.insert(0, f"factorized n/a (no factorized {device} b{batch} row)")
                 parts.append(f"{op}: " + ", ".join(bits))
             lines.append(f"  {device} b{batch}: " + "; ".join(parts))
+        refined = sorted((k for k in self.rows if k[0].startswith("fastcodec-r")),
+                         key=lambda k: (_device_rank(k[2]), k[2], k[3], int(k[0][11:])))
+        if refined:
+            lines.append("encoder-side refinement (--refine N: encode only, any decoder reads "
+                         "the files), against the plain encode of the same images:")
+        for codec, _, device, batch, threads in refined:
+            info = self.rows[(codec, "encode", device, batch, threads)]
+            if "encode_time_vs_plain" not in info:
+                lines.append(f"  {codec[11:]} steps, {device} b{batch}: n/a (no plain "
+                             f"fastcodec encode {device} b{batch} row)")
+                continue
+            gain = info.get("psnr_gain_db")
+            lines.append(
+                f"  {codec[11:]} steps, {device} b{batch}: {info['encode_time_vs_plain']:.1f}x "
+                f"the encode time, " + ("" if gain is None else f"{gain:+.2f} dB PSNR, ")
+                + f"{100 * info['bpp_change']:+.1f}% bits")
         cpu = [self._find("fastcodec", op, "cpu", b) for op in ("encode", "decode")
                for b in sorted({b for (c, _, d, b, _) in self.rows if d == "cpu"})]
         ratios = [i["speedup_vs_factorized"] for i in cpu if i and "speedup_vs_factorized" in i]
@@ -539,6 +568,7 @@ def throughput_info(*, codec: str, op: str, device: str, batch: int, threads: in
 
 __all__ = [
     "BATCHES", "CodecResults", "ImageSet", "PILLOW_FORMATS", "PeakRss", "PillowCodec",
+    "REFINE_BATCH", "REFINE_STEPS",
     "check_decoded", "gmac_per_mp", "load_images", "pick_rounds", "pillow_available", "psnr",
     "throughput_info", "transform_gmac",
 ]

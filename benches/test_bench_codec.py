@@ -13,7 +13,10 @@ when its rows are recorded (they are filled in again at the end):
   one ``encode`` / ``decode`` call on ``batch`` images; devices ``cpu``, ``cpu-bf16`` and, when
   torch sees a GPU, ``cuda`` and ``cuda-bf16`` (``-bf16``: the transforms in bfloat16, both
   codecs, so fastcodec's ratios compare equal precisions); otherwise the CUDA rows are skipped
-  with the reason.
+  with the reason;
+* ``test_fastcodec_refine[encode-<device>-b<batch>-r<steps>]``: the same encode with
+  encoder-side refinement (``refine_steps``; CPU and CUDA, float32), its time and PSNR against
+  the plain encode row of the same device and batch.
 
 Each records ``MP_per_s``, ``images_per_s``, ``bpp``, ``psnr_db`` (decode rows), the peak host
 memory of the warm-up call (``peak_host_bytes``: this process's resident memory;
@@ -77,6 +80,12 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("factorized_case", _cases(FACTORIZED_DEVICES, quick))
     if "fastcodec_case" in metafunc.fixturenames:
         metafunc.parametrize("fastcodec_case", _cases(FASTCODEC_DEVICES, quick))
+    if "refine_case" in metafunc.fixturenames:
+        mode = "quick" if quick else "full"
+        batch = cw.REFINE_BATCH[mode]
+        metafunc.parametrize("refine_case", [
+            pytest.param((device, batch, steps), id=f"encode-{device}-b{batch}-r{steps}")
+            for device in ("cpu", "cuda") for steps in cw.REFINE_STEPS[(mode, device)]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,4 +341,26 @@ def test_fastcodec(benchmark, fastcodec_case, codec_results, fastcodec_codecs, q
     extra.update(quality=codec.quality, model=codec.model_id)
     _record(benchmark, codec_results, codec="fastcodec", op=op, device=device, batch=batch,
             threads=codec.threads, images=images, out_bytes=sum(map(len, blobs)),
+            seconds=seconds, best=best, extra=extra)
+
+
+def test_fastcodec_refine(benchmark, refine_case, codec_results, fastcodec_codecs, quick):
+    """Encode with ``refine_steps``: its cost and its PSNR gain against the plain encode row of
+    the same device and batch (``encode_time_vs_plain``, ``psnr_gain_db``, ``bpp_change``)."""
+    import fastcodec
+
+    device, batch, steps = refine_case
+    kind = _device(device, codec_results)
+    plain, _, _ = fastcodec_codecs(device)
+    codec = fastcodec.Codec(plain.quality, kind, model=plain.model_id, refine_steps=steps)
+    images = codec_results.images.batch(batch)
+    out, seconds, best, extra = _measure(benchmark, lambda: codec.compress(images),
+                                         quick=quick, device=kind)
+    assert len(out) == batch and all(out)
+    # the files are plain ones: the plain codec decodes them
+    extra["psnr_db"] = cw.check_decoded(images, plain.decompress(out),
+                                        cw.MIN_PSNR_DB["fastcodec"])
+    extra.update(quality=codec.quality, model=codec.model_id, refine_steps=steps)
+    _record(benchmark, codec_results, codec=f"fastcodec-r{steps}", op="encode", device=device,
+            batch=batch, threads=codec.threads, images=images, out_bytes=sum(map(len, out)),
             seconds=seconds, best=best, extra=extra)

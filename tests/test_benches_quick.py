@@ -89,6 +89,22 @@ def test_codec_ratios_compare_equal_precisions_only():
     assert "n/a" not in "\n".join(results.summary_lines())
 
 
+def test_codec_refinement_rows_are_compared_with_the_plain_encode():
+    cw = _codec_workload()
+    results = cw.CodecResults()
+    plain = {**_row("fastcodec", "cpu", 4.0, batch=2), "bpp": 0.70, "psnr_db": 29.0}
+    refined = {**_row("fastcodec-r10", "cpu", 0.5, batch=2), "bpp": 0.71, "psnr_db": 29.5}
+    alone = {**_row("fastcodec-r10", "cuda", 50.0, batch=2), "bpp": 0.7, "psnr_db": 29.5}
+    for info in (refined, plain, alone):  # the ratios are filled in whatever the order
+        results.record(info)
+    assert refined["encode_time_vs_plain"] == pytest.approx(8.0)
+    assert refined["psnr_gain_db"] == pytest.approx(0.5)
+    assert refined["bpp_change"] == pytest.approx(0.01 / 0.70)
+    text = "\n".join(results.summary_lines())
+    assert "10 steps, cpu b2: 8.0x the encode time, +0.50 dB PSNR, +1.4% bits" in text
+    assert "10 steps, cuda b2: n/a (no plain fastcodec encode cuda b2 row)" in text
+
+
 def test_codec_factorized_cases_cover_every_fastcodec_device(tmp_path):
     """Every fastcodec device id has its factorized case (cuda-bf16 included; it skips without
     CUDA like the other CUDA cases)."""
