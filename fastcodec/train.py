@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the checkpoint's value, else 6000)")
     p.add_argument("--freeze-synthesis", action="store_true",
                    help="train the encoder side only: the synthesis transform and the inverse "
-                        "gains keep their weights (the analysis, gains and prior learn)")
+                        "gains keep their weights, the averaged (EMA) ones when the checkpoint "
+                        "has them (the analysis, gains and prior learn)")
     # model (taken from the checkpoint on resume)
     p.add_argument("--N", type=int, default=64, help="hidden width")
     p.add_argument("--M", type=int, default=128, help="latent channels")
@@ -616,9 +617,13 @@ def run(args) -> dict:
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         if ckpt and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
-    if args.freeze_synthesis:
+    if args.freeze_synthesis:  # the decoder kept is the averaged one, which exports ship
+        averaged = dict(ema.named_parameters()) if ema is not None else {}
         for name, p in model.named_parameters():
             if _is_synthesis(name):
+                if name in averaged:
+                    with torch.no_grad():
+                        p.copy_(averaged[name])
                 p.requires_grad_(False)
     aux_params = [model.entropy.quantiles]
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

@@ -161,9 +161,10 @@ def test_freeze_synthesis_trains_the_encoder_side_only(tiny_images, tmp_path):
     T.run(_args(tiny_images, first, "--steps", "3", "--val", "", "--analysis-width", "12"))
     start = T.load_checkpoint(first / "latest.pt")
     assert start["model_config"]["analysis_width"] == 12
-    light = tmp_path / "weights.pt"
-    T.save_checkpoint(light, {"model": start["ema"], "model_config": start["model_config"],
-                              "step": 3})
+    light = tmp_path / "weights.pt"  # raw and averaged weights differ: the averaged are kept
+    T.save_checkpoint(light, {"model": start["model"], "ema": start["ema"],
+                              "model_config": start["model_config"], "step": 3})
+    assert not torch.equal(start["model"]["g_s.out.weight"], start["ema"]["g_s.out.weight"])
     out = tmp_path / "frozen"
     T.run(_args(tiny_images, out, "--steps", "8", "--val", "", "--resume", str(light),
                 "--freeze-synthesis"))
