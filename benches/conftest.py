@@ -13,7 +13,7 @@ machine used while it was timed; the summary warns when that exceeds 0.15 cores.
 
 ``fastcodec bench [--group coder|ops|all] [--quick] [--compare OLD.json] [--plot]`` runs this
 suite in a subprocess and stores ``benches/results/<group>-<host>-<date>-<commit>.json`` with the
-machine (fastcodec/bench.py; benches/README.md).
+machine (fastcodec/bench/; benches/README.md).
 
 ``python -m pytest`` alone does not collect ``benches/`` (the root ``pyproject.toml`` sets
 ``testpaths = ["tests"]``).

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import importlib.metadata
 import io
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -38,6 +38,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from fastcodec import metrics
+from fastcodec.bench.machine import cpu_model, package_version
 
 #: Public fastcodec qualities evaluated by default.
 DEFAULT_QUALITIES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
@@ -127,7 +128,7 @@ def anchor_available(name: str) -> Optional[str]:
     except ValueError:  # a Pillow too old to know the feature
         ok = False
     if not ok:
-        return f"this Pillow ({_version('Pillow')}) was built without {LABELS[name]} support"
+        return f"this Pillow ({package_version('Pillow')}) was built without {LABELS[name]} support"
     return None
 
 
@@ -308,13 +309,6 @@ def bd_rates(codecs: dict, reference: str = REFERENCE,
 # the whole evaluation
 
 
-def _version(dist: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def environment() -> dict:
     """Library versions (Python packages and Pillow's codec libraries), machine and date."""
     from PIL import features
@@ -339,7 +333,9 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "versions": {d: _version(d) for d in ("torch", "numpy", "Pillow", "matplotlib")},
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "versions": {d: package_version(d) for d in ("torch", "numpy", "Pillow", "matplotlib")},
         "pillow_codecs": codec_libs,
         "command": " ".join(sys.argv),
     }

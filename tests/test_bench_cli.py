@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from fastcodec import bench
+from fastcodec.bench import command
+from fastcodec.bench.compare import compare, compare_lines, machine_differences
+from fastcodec.bench.plots import history_series, series_label
+from fastcodec.bench.results import rel_spread, result_commit, table_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = ROOT / "benches"
@@ -70,7 +74,7 @@ def test_table_is_printed(quick_run):
 def test_compare_with_itself_flags_nothing(quick_run, capsys):
     path, _ = quick_run
     data = json.loads(path.read_text())
-    rows = bench.compare(data, data)
+    rows = compare(data, data)
     assert rows and all(r.ratio == 1.0 and not r.flag for r in rows)
     assert bench.main(["--from", str(path), "--compare", str(path)]) == 0
     out = capsys.readouterr().out
@@ -103,13 +107,13 @@ def test_compare_flags_a_2x_slower_old_result(quick_run, tmp_path, capsys):
     path, _ = quick_run
     data = json.loads(path.read_text())
     # The steadiest benchmark of the run, so that its own spread cannot hide a 2x change.
-    target = min(data["benchmarks"], key=bench.rel_spread)
-    if bench.rel_spread(target) > 0.24:
+    target = min(data["benchmarks"], key=rel_spread)
+    if rel_spread(target) > 0.24:
         pytest.skip(f"every benchmark varied by > 24% between rounds (busy machine): "
-                    f"{target['name']} {bench.rel_spread(target):.0%}")
+                    f"{target['name']} {rel_spread(target):.0%}")
     old_path = tmp_path / "old.json"
     old_path.write_text(json.dumps(_slowed(data, target["name"], 2.0)))
-    rows = bench.compare(json.loads(old_path.read_text()), data)
+    rows = compare(json.loads(old_path.read_text()), data)
     flagged = [r for r in rows if r.flag]
     assert [(r.name, r.flag) for r in flagged] == [(target["name"], "FASTER")]
     assert flagged[0].ratio == pytest.approx(0.5)
@@ -134,8 +138,8 @@ def _bench_entry(median: float, iqr: float, workload: str = "8x192x32x48") -> di
     (1.0, 1.25, 0.10, 0.01, "SLOWER"),
 ])
 def test_compare_rule(old, new, old_iqr, new_iqr, flag):
-    rows = bench.compare({"benchmarks": [_bench_entry(old, old_iqr)]},
-                         {"benchmarks": [_bench_entry(new, new_iqr)]})
+    rows = compare({"benchmarks": [_bench_entry(old, old_iqr)]},
+                   {"benchmarks": [_bench_entry(new, new_iqr)]})
     assert len(rows) == 1 and rows[0].flag == flag
 
 
@@ -143,7 +147,7 @@ def test_compare_different_workloads_per_symbol():
     old = _bench_entry(1.0, 0.01)
     new = _bench_entry(0.25, 0.0025, workload="2x192x8x12")
     new["extra_info"]["symbols"] = 250
-    (row,) = bench.compare({"benchmarks": [old]}, {"benchmarks": [new]})
+    (row,) = compare({"benchmarks": [old]}, {"benchmarks": [new]})
     assert row.ratio == pytest.approx(1.0) and not row.flag and "per symbol" in row.note
 
 
@@ -195,12 +199,12 @@ def test_compare_marks_other_models_not_comparable():
     same_old, same_new = _bench_entry(1.0, 0.01), _bench_entry(0.5, 0.01)
     same_old["name"] = same_new["name"] = "test_y"
     same_old["extra_info"]["quality"], same_new["extra_info"]["quality"] = 4.0, 4.0
-    rows = bench.compare({"benchmarks": [old, same_old]}, {"benchmarks": [new, same_new]})
+    rows = compare({"benchmarks": [old, same_old]}, {"benchmarks": [new, same_new]})
     row, same = rows
     assert not row.comparable and row.flag == ""
     assert row.note == "not comparable (model fcf64-v1 vs fcf96-v6)"
     assert same.comparable and same.flag == "FASTER"
-    text = "\n".join(bench.compare_lines(rows, "old.json", "new.json"))
+    text = "\n".join(compare_lines(rows, "old.json", "new.json"))
     line = next(t for t in text.splitlines() if t.startswith("x "))
     assert "not comparable (model fcf64-v1 vs fcf96-v6)" in line and "FASTER" not in line
     assert "1 compared, 1 flagged" in text and "1 not comparable" in text
@@ -210,7 +214,7 @@ def test_compare_marks_other_models_not_comparable():
 def test_compare_other_quality_or_dtype_not_comparable(key, a, b):
     old, new = _bench_entry(1.0, 0.01), _bench_entry(2.0, 0.01)
     old["extra_info"][key], new["extra_info"][key] = a, b
-    (row,) = bench.compare({"benchmarks": [old]}, {"benchmarks": [new]})
+    (row,) = compare({"benchmarks": [old]}, {"benchmarks": [new]})
     assert not row.comparable and not row.flag and f"{key} {a} vs {b}" in row.note
 
 
@@ -220,12 +224,12 @@ def test_machine_differences():
     gpu = {"machine": _machine("AMD EPYC", 16, "NVIDIA H100 80GB HBM3"), "benchmarks": []}
     # pytest-benchmark's own machine_info (files without a machine block): no GPU recorded
     bare = {"machine_info": {"cpu": {"brand_raw": "AMD EPYC", "count": 2}}, "benchmarks": []}
-    assert bench.machine_differences(amd, amd) == []
-    assert bench.machine_differences(amd, intel) == ["CPU AMD EPYC vs Intel(R) Xeon(R) Processor"]
-    assert bench.machine_differences(amd, gpu) == ["cores 2 vs 16",
-                                                   "GPU none vs NVIDIA H100 80GB HBM3"]
-    assert bench.machine_differences(bare, amd) == []
-    assert bench.machine_differences(bare, intel) == ["CPU AMD EPYC vs Intel(R) Xeon(R) Processor"]
+    assert machine_differences(amd, amd) == []
+    assert machine_differences(amd, intel) == ["CPU AMD EPYC vs Intel(R) Xeon(R) Processor"]
+    assert machine_differences(amd, gpu) == ["cores 2 vs 16",
+                                             "GPU none vs NVIDIA H100 80GB HBM3"]
+    assert machine_differences(bare, amd) == []
+    assert machine_differences(bare, intel) == ["CPU AMD EPYC vs Intel(R) Xeon(R) Processor"]
 
 
 def test_compare_stored_runs_of_other_machines_and_models(capsys):
@@ -273,7 +277,7 @@ def test_history_series_splits_models_and_machines():
                 _machine("Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", 16, "NVIDIA H100 80GB HBM3"),
                 "fcf96-v6", 900.0),
     ]
-    runs, series = bench.history_series(found, "MP_per_s", ("fastcodec[encode-cpu-b1]",))
+    runs, series = history_series(found, "MP_per_s", ("fastcodec[encode-cpu-b1]",))
     assert len(runs) == 4
     assert "AMD EPYC" in runs[0] and "unversioned" in runs[0] and "unversi\n" not in runs[0]
     assert "Intel Xeon" in runs[1] and "\ncpu" not in runs[1]
@@ -288,16 +292,16 @@ def test_history_series_splits_models_and_machines():
         (name, "1x512x768", "fcf96-v6", "Intel Xeon Gold 6338 + H100 80GB HBM3"): [
             (3, 900.0, pytest.approx(900 / 1.1), pytest.approx(900 / 0.9), False)],
     }
-    labels = {bench.series_label(k, {"1x512x768"}) for k in series}
+    labels = {series_label(k, {"1x512x768"}) for k in series}
     assert f"{name} fcf64-v1 on AMD EPYC" in labels
     # one machine: no machine in the key or the label, the model still splits the lines
-    _, one = bench.history_series(found[1:3], "MP_per_s", ("fastcodec[encode-cpu-b1]",))
+    _, one = history_series(found[1:3], "MP_per_s", ("fastcodec[encode-cpu-b1]",))
     assert list(one) == [(name, "1x512x768", "fcf64-v2", "")]
 
 
 def test_result_commit_does_not_cut_words():
-    assert bench.result_commit({"commit_info": {"id": "unversioned"}}) == "unversioned"
-    assert bench.result_commit({"commit_info": {"id": "0123456789abcdef", "dirty": True}}) \
+    assert result_commit({"commit_info": {"id": "unversioned"}}) == "unversioned"
+    assert result_commit({"commit_info": {"id": "0123456789abcdef", "dirty": True}}) \
         == "0123456+"
 
 
@@ -310,7 +314,15 @@ def no_run(monkeypatch):
     def run_suite(*args, **kwargs):
         raise AssertionError("the suite ran before the options were checked")
 
-    monkeypatch.setattr(bench, "run_suite", run_suite)
+    monkeypatch.setattr(command, "run_suite", run_suite)  # where _main looks it up
+
+
+def test_no_run_stands_in_for_the_run(no_run, tmp_path):
+    """``no_run`` replaces the ``run_suite`` that ``main`` calls (else the checks below would
+    pass without it: a run that is not stopped ends with status 0 here)."""
+    with pytest.raises(AssertionError, match="the suite ran"):
+        bench.main(["--group", "coder", "--quick", "-k", "fastcodec_encode", "--benches",
+                    str(BENCHES), "--results-dir", str(tmp_path)])
 
 
 def test_compare_file_checked_before_the_run(no_run, tmp_path, capsys):
@@ -329,7 +341,7 @@ def test_plot_without_matplotlib_fails_before_the_run(no_run, monkeypatch, tmp_p
     def no_matplotlib():
         raise ImportError("No module named 'matplotlib'")
 
-    monkeypatch.setattr(bench, "_pyplot", no_matplotlib)
+    monkeypatch.setattr(command, "import_pyplot", no_matplotlib)  # where _main looks it up
     rc = bench.main(["--group", "coder", "--quick", "--benches", str(BENCHES),
                      "--results-dir", str(tmp_path), "--plot"])
     assert rc == 2
@@ -349,7 +361,7 @@ def test_table_says_n_a_for_skipped_anchors():
     data = {"benchmarks": [anchor, fast], "skipped_anchors": [
         {"group": "coder", "anchor": "constriction", "ratio": "speedup_vs_constriction",
          "reason": "constriction is not installed", "rows": [fast["name"]]}]}
-    lines = bench.table_lines(data)
+    lines = table_lines(data)
     header = next(t for t in lines if t.startswith("benchmark"))
     assert "vs compressai" in header and "vs constriction" in header
     row = next(t for t in lines if t.startswith("fastcodec_encode"))
