@@ -19,6 +19,7 @@ from PIL import Image
 
 from _fastcodec_test_helpers import png_rgb16
 from fastcodec import cli
+from fastcodec.cli.files import OutputExistsError, current_umask, write_atomic
 from fastcodec.container import pack, unpack
 from fastcodec.progress import Progress, format_table
 from fastcodec.zoo import DEFAULT_MODEL, available_models, load_model
@@ -366,7 +367,8 @@ def test_version(capsys):
 
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
-    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"fastcodec {fastcodec.__version__}"
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fastcodec {fastcodec.__version__}"
 
 
 def test_eval_bench_and_train_are_wired(capsys, monkeypatch):
@@ -384,12 +386,12 @@ def test_eval_bench_and_train_are_wired(capsys, monkeypatch):
 
 def test_write_atomic(tmp_path, monkeypatch):
     target = tmp_path / "deep" / "x.bin"
-    cli.write_atomic(target, b"one", overwrite=False)
+    write_atomic(target, b"one", overwrite=False)
     assert target.read_bytes() == b"one"
-    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~cli._umask())
-    with pytest.raises(cli.OutputExistsError, match="x.bin exists"):
-        cli.write_atomic(target, b"two", overwrite=False)
-    cli.write_atomic(target, b"three", overwrite=True)
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+    with pytest.raises(OutputExistsError, match="x.bin exists"):
+        write_atomic(target, b"two", overwrite=False)
+    write_atomic(target, b"three", overwrite=True)
     assert target.read_bytes() == b"three"
 
     def broken_fsync(fd):
@@ -397,7 +399,7 @@ def test_write_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="No space"):
-        cli.write_atomic(tmp_path / "deep" / "y.bin", b"four", overwrite=False)
+        write_atomic(tmp_path / "deep" / "y.bin", b"four", overwrite=False)
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["x.bin"]
 
 
