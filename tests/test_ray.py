@@ -16,12 +16,15 @@ import pytest
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
-pytest.importorskip("pyarrow")
+pa = pytest.importorskip("pyarrow")
 PIL_Image = pytest.importorskip("PIL.Image")
 
 import fastcodec  # noqa: E402
 from fastcodec import ray as fray  # noqa: E402
 from fastcodec import storage  # noqa: E402
+from fastcodec.ray.command import _cli_existing  # noqa: E402
+from fastcodec.ray.jobs import _Job, _run  # noqa: E402
+from fastcodec.ray.workers import CompressWorker  # noqa: E402
 from fastcodec.samples import sample_paths  # noqa: E402
 from fastcodec.zoo import DEFAULT_MODEL  # noqa: E402
 
@@ -117,25 +120,25 @@ def test_write_atomic_both_strategies(tmp_path, monkeypatch):
 
 
 def test_keys_and_listing(tmp_path):
-    assert fray._key_from_path("/data/set/a/b.png", "/data/set") == "a/b.png"
-    assert fray._key_from_path("bucket/a/b.png", None) == "bucket/a/b.png"
+    assert storage._key_from_path("/data/set/a/b.png", "/data/set") == "a/b.png"
+    assert storage._key_from_path("bucket/a/b.png", None) == "bucket/a/b.png"
     with pytest.raises(ValueError, match="not under"):
-        fray._key_from_path("/other/a.png", "/data/set")
+        storage._key_from_path("/other/a.png", "/data/set")
     with pytest.raises(ValueError, match="inside the destination"):
-        fray._key_from_path("/data/set/../../etc/x.png", "/data/set")
+        storage._key_from_path("/data/set/../../etc/x.png", "/data/set")
     for name in ("a.png", "sub/b.JPG", ".hidden.png", "sub/.c.png.1234.fcctmp", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     exts = fray.image_extensions()
     assert {".png", ".jpg", ".webp"} <= set(exts) and ".txt" not in exts
-    _, rows = fray._list_sources(str(tmp_path), None, exts)
+    _, rows = storage._list_sources(str(tmp_path), None, exts)
     assert [r["key"] for r in rows] == ["a.png", "sub/b.JPG"]
     (tmp_path / "a.jpg").write_bytes(b"")
-    _, rows = fray._list_sources(str(tmp_path), None, exts)
+    _, rows = storage._list_sources(str(tmp_path), None, exts)
     with pytest.raises(ValueError, match="would both be written"):
-        fray._check_output_collisions(rows, ".fcc")
+        storage._check_output_collisions(rows, ".fcc")
     with pytest.raises(FileNotFoundError):
-        fray._list_sources(str(tmp_path / "missing"), None, exts)
+        storage._list_sources(str(tmp_path / "missing"), None, exts)
 
 
 def test_bad_arguments(tmp_path):
@@ -151,9 +154,9 @@ def test_bad_arguments(tmp_path):
         fray.compress_dataset(str(tmp_path), str(tmp_path / "o"), refine_steps=-1)
     # the command line's rules for existing outputs
     ns = argparse.Namespace
-    assert fray._cli_existing(ns(force=True, skip_existing=False)) == "overwrite"
-    assert fray._cli_existing(ns(force=False, skip_existing=True)) == "verify"
-    assert fray._cli_existing(ns(force=False, skip_existing=False)) == "error"
+    assert _cli_existing(ns(force=True, skip_existing=False)) == "overwrite"
+    assert _cli_existing(ns(force=False, skip_existing=True)) == "verify"
+    assert _cli_existing(ns(force=False, skip_existing=False)) == "error"
     assert fray.run_cli(ns(inputs=[], out=None)) == 2
 
 
@@ -163,7 +166,7 @@ def test_run_writes_sorted_manifest_and_stops_when_failing_fast(tmp_path):
 
     def table(names, status):
         n = len(names)
-        return fray.pa.table({
+        return pa.table({
             "source": names, "output": [f"{x}.fcc" for x in names], "status": [status] * n,
             "bytes": [10] * n, "bpp": [1.0] * n, "crc32": [1] * n, "height": [4] * n,
             "width": [4] * n, "quality": [4.0] * n, "error": [None] * n,
@@ -175,18 +178,18 @@ def test_run_writes_sorted_manifest_and_stops_when_failing_fast(tmp_path):
                 consumed.append(t)
                 yield t
 
-    job = fray._Job(ds=None, total=4, dest=fray.Location.resolve(tmp_path),
-                    manifest="_manifest.jsonl", batch_size=2, num_gpus=0, num_cpus=1, pool=1,
-                    worker_kwargs={})
+    job = _Job(ds=None, total=4, dest=fray.Location.resolve(tmp_path),
+               manifest="_manifest.jsonl", batch_size=2, num_gpus=0, num_cpus=1, pool=1,
+               worker_kwargs={})
     job.mapped = lambda cls, kwargs: Mapped()
     seen = []
-    full = fray._run(job, None, {}, started=0.0, progress=lambda d, t: seen.append((d, t)),
-                     fail_fast=False)
+    full = _run(job, None, {}, started=0.0, progress=lambda d, t: seen.append((d, t)),
+                fail_fast=False)
     assert (full.total, full.ok, full.failed, full.stopped) == (4, 3, 1, False)
     assert seen == [(2, 4), (3, 4), (4, 4)] and full.failures == [("b", None)]
     assert [r["source"] for r in fray.read_manifest(full.manifest)] == ["a", "b", "c", "d"]
     consumed.clear()
-    stop = fray._run(job, None, {}, started=0.0, progress=None, fail_fast=True)
+    stop = _run(job, None, {}, started=0.0, progress=None, fail_fast=True)
     assert (stop.total, stop.failed, stop.stopped, len(consumed)) == (3, 1, True, 2)
     assert [r["source"] for r in fray.read_manifest(stop.manifest)] == ["b", "c", "d"]
 
@@ -196,7 +199,7 @@ def test_worker_on_dataset_rows(images, reference, tmp_path):
     decoded arrays (read_images) and file bytes (read_binary_files), with ``relative_to``."""
     src, imgs, corrupt = images
     keys = sorted(imgs)[:3]
-    worker = fray._CompressWorker(
+    worker = CompressWorker(
         sources=None, dest=fray.Location.resolve(tmp_path), relative_to="/data/set",
         path_column="path", io_threads=2, quality=QUALITY, model=DEFAULT_MODEL, device="cpu",
         num_gpus=0, threads=1, batch_size=4, transform_dtype=None, existing="verify",
@@ -235,7 +238,7 @@ def test_worker_refines_as_the_api_does(images, tmp_path):
     key = sorted(imgs)[1]
     threads = torch.get_num_threads()
     try:
-        worker = fray._CompressWorker(
+        worker = CompressWorker(
             sources=None, dest=fray.Location.resolve(tmp_path), relative_to=None,
             path_column="path", io_threads=1, quality=6.0, model=DEFAULT_MODEL,
             device="cpu", num_gpus=0, threads=1, batch_size=4, transform_dtype=None,
@@ -262,7 +265,7 @@ def test_worker_reads_files_as_the_command_line_does(images, reference, tmp_path
     from _fastcodec_test_helpers import png_rgb16
 
     src, imgs, corrupt = images
-    worker = fray._CompressWorker(
+    worker = CompressWorker(
         sources=None, dest=fray.Location.resolve(tmp_path / "out"), relative_to="/d",
         path_column="path", io_threads=1, quality=QUALITY, model=DEFAULT_MODEL, device="cpu",
         num_gpus=0, threads=1, batch_size=1, transform_dtype=None, existing="verify",
@@ -297,7 +300,7 @@ def test_listing_leaves_out_a_destination_inside_the_source(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     dest = fray.Location.resolve(tmp_path / "out")
-    _, rows = fray._list_sources(str(tmp_path), None, fray.image_extensions(), skip=dest)
+    _, rows = storage._list_sources(str(tmp_path), None, fray.image_extensions(), skip=dest)
     assert [r["key"] for r in rows] == ["a.png", "outside/b.png"]
 
 
@@ -425,7 +428,8 @@ def test_cli_compress_with_ray(local_ray, images, reference, tmp_path, capsys):
     assert status == 1  # the corrupt input failed, the rest went on
     for key in imgs:
         assert (out / _fcc(key)).read_bytes() == reference[key]
-    rows = {r["source"].rsplit("/", 1)[-1]: r for r in fray.read_manifest(out / "_manifest.parquet")}
+    rows = {r["source"].rsplit("/", 1)[-1]: r
+            for r in fray.read_manifest(out / "_manifest.parquet")}
     assert rows[corrupt.rsplit("/", 1)[-1]]["status"] == "failed"
     # rerun without --force or --skip-existing: existing outputs are an error, nothing rewritten
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.fcc")}
