@@ -33,7 +33,7 @@ def load_crops(folder: Path, count: int, crop: int) -> list:
     """Centre crops ``crop x crop`` (of smaller images: as much as fits, in multiples of 16) of
     the first ``count`` images, as uint8 ``[H, W, 3]`` arrays."""
     from fastcodec.evaluate import collect_images, load_rgb
-    from fastcodec.train import centre_crop
+    from fastcodec.train.data import centre_crop
 
     return [np.ascontiguousarray(centre_crop(load_rgb(path), crop))
             for path in collect_images([str(folder)], max_images=count)]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 def test_factor_one_is_the_top_quality_and_finer_grids_cost_more_bits(tiny_images):
     beyond = training_script("beyond_top_quality")
     from fastcodec import metrics, zoo
-    from fastcodec.train import load_val
+    from fastcodec.train.data import load_val
 
     model = zoo.load_file(zoo.weights_path()).model
     x = load_val(str(tiny_images), 32, 3)
@@ -39,7 +39,7 @@ def test_factor_one_is_the_top_quality_and_finer_grids_cost_more_bits(tiny_image
 
 def test_jpeg_reference_and_its_rate_at_a_psnr(tiny_images):
     beyond = training_script("beyond_top_quality")
-    from fastcodec.train import load_val
+    from fastcodec.train.data import load_val
 
     jpeg = beyond.jpeg_points(load_val(str(tiny_images), 32, 2), [30, 90])
     assert [j["quality"] for j in jpeg] == [30, 90]

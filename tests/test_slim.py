@@ -7,10 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastcodec import train as T
 from fastcodec.models import CodecModel
 from fastcodec.models.slim import main as slim_main
 from fastcodec.models.slim import dead_channels, narrow_latent, revive, slim, widen
+from fastcodec.train import loop
+from fastcodec.train.checkpoints import load_checkpoint, load_model, save_checkpoint
+from fastcodec.train.options import build_parser
+from fastcodec.train.schedule import rate_grad_scale
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -95,7 +98,7 @@ def test_bad_widths():
 def _tiny_run(tmp_path, tiny_images, steps: int):
     """A few training steps of an 8-channel model: the checkpoint the command line reshapes."""
     run = tmp_path / "run"
-    T.run(T.build_parser().parse_args([
+    loop.run(build_parser().parse_args([
         "--data", str(tiny_images), "--val", "", "--out", str(run), "--N", "8", "--M", "8",
         "--crop", "32", "--batch-size", "2", "--steps", str(steps), "--threads", "1",
     ]))
@@ -107,17 +110,17 @@ def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images
     out = tmp_path / "slim.pt"
     assert slim_main([str(run / "latest.pt"), str(out), "--first-width", "4", "--last-width",
                       "2", "--data", str(tiny_images), "--samples", "4", "--crop", "32"]) == 0
-    ckpt = T.load_checkpoint(out)
+    ckpt = load_checkpoint(out)
     assert ckpt["step"] == 0 and "optimizer" not in ckpt
     assert ckpt["model_config"]["first_width"] == 4 and ckpt["model_config"]["last_width"] == 2
     assert ckpt["slimmed_from"]["step"] == 3
 
     fine = tmp_path / "fine"
-    T.run(T.build_parser().parse_args([
+    loop.run(build_parser().parse_args([
         "--data", str(tiny_images), "--val", "", "--out", str(fine), "--resume", str(out),
         "--crop", "32", "--batch-size", "2", "--steps", "4", "--threads", "1",
     ]))
-    done = T.load_checkpoint(fine / "latest.pt")
+    done = load_checkpoint(fine / "latest.pt")
     assert done["step"] == 4 and done["model_config"]["first_width"] == 4
     assert done["lineage"] == [{"run": "run", "steps": 3,
                                 "then": "first_width 4, last_width 2"}]
@@ -125,24 +128,24 @@ def test_command_line_writes_a_checkpoint_training_resumes(tmp_path, tiny_images
 
     shipped = zoo.load_file(zoo.export_checkpoint(fine / "latest.pt", tmp_path / "t-1.pt", "t-1"))
     assert shipped.metadata["total_steps"] == 7 and shipped.metadata["lineage"][0]["steps"] == 3
-    assert T.load_model(fine / "latest.pt").g_a.blocks[0].weight.shape[0] == 4
+    assert load_model(fine / "latest.pt").g_a.blocks[0].weight.shape[0] == 4
 
     # training goes on from the shipped model itself (by id): its weights, step and lineage
     monkeypatch.setenv(zoo.WEIGHTS_PATH_ENV, str(tmp_path))
-    as_ckpt = T.load_checkpoint("t-1")
+    as_ckpt = load_checkpoint("t-1")
     assert as_ckpt["step"] == 4 and as_ckpt["lineage"] == done["lineage"]
     assert "optimizer" not in as_ckpt and as_ckpt["from_weights"] == "t-1"
     for name, value in shipped.model.state_dict().items():
         assert torch.equal(as_ckpt["model"][name], value), name
     more = tmp_path / "more"
-    T.run(T.build_parser().parse_args([
+    loop.run(build_parser().parse_args([
         "--data", str(tiny_images), "--val", "", "--out", str(more), "--resume", "t-1",
         "--crop", "32", "--batch-size", "2", "--steps", "6", "--threads", "1",
     ]))
-    again = T.load_checkpoint(more / "latest.pt")
+    again = load_checkpoint(more / "latest.pt")
     assert again["step"] == 6 and again["lineage"] == done["lineage"]
     assert not torch.equal(again["model"]["g_a.head.weight"], as_ckpt["model"]["g_a.head.weight"])
-    assert T.load_checkpoint(tmp_path / "t-1.pt")["step"] == 4  # a path works as well
+    assert load_checkpoint(tmp_path / "t-1.pt")["step"] == 4  # a path works as well
 
 
 def test_adding_skips_keeps_the_function_and_slimming_keeps_their_channels():
@@ -310,19 +313,19 @@ def test_command_line_widens_without_data(tmp_path, tiny_images):
     run = _tiny_run(tmp_path, tiny_images, steps=2)
     out = tmp_path / "wide.pt"
     assert slim_main([str(run / "latest.pt"), str(out), "--M", "12", "--head-width", "12"]) == 0
-    ckpt = T.load_checkpoint(out)
+    ckpt = load_checkpoint(out)
     assert ckpt["model_config"]["M"] == 12 and ckpt["model_config"]["head_width"] == 12
     assert ckpt["lineage"][-1]["then"] == "M 12, head_width 12"
     # reshaped again before any training: still one entry, naming both changes
     again = tmp_path / "wider.pt"
     assert slim_main([str(out), str(again), "--M", "13", "--N", "14"]) == 0
-    assert T.load_checkpoint(again)["lineage"] == [
+    assert load_checkpoint(again)["lineage"] == [
         {"run": "run", "steps": 2, "then": "M 12, head_width 12; M 13, N 14"}]
-    assert T.load_model(again).config["N"] == 14
+    assert load_model(again).config["N"] == 14
     encoder = tmp_path / "encoder.pt"
     assert slim_main([str(out), str(encoder), "--analysis-width", "20"]) == 0
-    assert T.load_model(encoder).config["analysis_width"] == 20
-    model = T.load_model(out)
+    assert load_model(encoder).config["analysis_width"] == 20
+    model = load_model(out)
     assert model.entropy.quantiles.shape[0] == 12
     with pytest.raises(SystemExit):  # slimming needs sample crops
         slim_main([str(run / "latest.pt"), str(out), "--first-width", "4"])
@@ -435,34 +438,34 @@ def test_rate_grad_scale_scales_only_the_rate_gradient_into_the_latent():
 
 def test_revive_schedule_holds_then_ramps():
     rev = {"channels": [1, 4], "start": 10, "hold": 100, "ramp": 50}
-    assert T._rate_grad_scale(rev, 60, 6, "cpu").tolist() == [1, 0, 1, 1, 0, 1]
-    assert T._rate_grad_scale(rev, 110, 6, "cpu")[1] == 0
-    assert T._rate_grad_scale(rev, 135, 6, "cpu")[4] == pytest.approx(0.5)
-    assert T._rate_grad_scale(rev, 160, 6, "cpu") is None
+    assert rate_grad_scale(rev, 60, 6, "cpu").tolist() == [1, 0, 1, 1, 0, 1]
+    assert rate_grad_scale(rev, 110, 6, "cpu")[1] == 0
+    assert rate_grad_scale(rev, 135, 6, "cpu")[4] == pytest.approx(0.5)
+    assert rate_grad_scale(rev, 160, 6, "cpu") is None
 
 
 def test_command_line_revives_and_training_follows_the_schedule(tmp_path, tiny_images):
     run = _tiny_run(tmp_path, tiny_images, steps=2)
     out = tmp_path / "revived.pt"
-    model = T.load_model(run / "latest.pt")
+    model = load_model(run / "latest.pt")
     with torch.no_grad():  # live channels (symbols away from 0) but channel 3 dead
         model.g_a.head.weight *= 300
         model.g_a.head.weight[3] = 0
         model.g_a.head.bias[3] = model.entropy.medians()[3]
-    T.save_checkpoint(run / "dead.pt", {"model": model.state_dict(), "ema": model.state_dict(),
-                                        "model_config": model.config, "step": 0})
+    save_checkpoint(run / "dead.pt", {"model": model.state_dict(), "ema": model.state_dict(),
+                                      "model_config": model.config, "step": 0})
     assert slim_main([str(run / "dead.pt"), str(out), "--revive", "--data", str(tiny_images),
                       "--samples", "4", "--crop", "32"]) == 0
-    ckpt = T.load_checkpoint(out)
+    ckpt = load_checkpoint(out)
     assert ckpt["revive"] == {"channels": [3], "start": 0}
     assert "revived" in ckpt["lineage"][-1]["then"]
     fine = tmp_path / "fine"
-    T.run(T.build_parser().parse_args([
+    loop.run(build_parser().parse_args([
         "--data", str(tiny_images), "--val", "", "--out", str(fine), "--resume", str(out),
         "--crop", "32", "--batch-size", "2", "--steps", "3", "--threads", "1",
         "--revive-hold", "1", "--revive-ramp", "4", "--log-every", "1",
     ]))
-    done = T.load_checkpoint(fine / "latest.pt")
+    done = load_checkpoint(fine / "latest.pt")
     assert done["revive"] == {"channels": ckpt["revive"]["channels"], "start": 0, "hold": 1,
                               "ramp": 4}
     import json
@@ -476,21 +479,21 @@ def test_command_line_revives_and_training_follows_the_schedule(tmp_path, tiny_i
 
 def test_command_line_revives_the_channels_a_larger_latent_adds(tmp_path, tiny_images):
     run = _tiny_run(tmp_path, tiny_images, steps=2)
-    model = T.load_model(run / "latest.pt")
+    model = load_model(run / "latest.pt")
     with torch.no_grad():  # channels 0..7 live except 3
         model.g_a.head.weight *= 300
         model.g_a.head.weight[3] = 0
         model.g_a.head.bias[3] = model.entropy.medians()[3]
-    T.save_checkpoint(run / "dead.pt", {"model": model.state_dict(), "ema": model.state_dict(),
-                                        "model_config": model.config, "step": 0})
+    save_checkpoint(run / "dead.pt", {"model": model.state_dict(), "ema": model.state_dict(),
+                                      "model_config": model.config, "step": 0})
     out = tmp_path / "wider.pt"
     assert slim_main([str(run / "dead.pt"), str(out), "--M", "11", "--revive", "--data",
                       str(tiny_images), "--samples", "4", "--crop", "32"]) == 0
-    ckpt = T.load_checkpoint(out)
+    ckpt = load_checkpoint(out)
     assert ckpt["model_config"]["M"] == 11
     assert ckpt["model_config"]["lambdas"] == model.config["lambdas"]  # not float32-rounded
     assert ckpt["revive"]["channels"] == [3, 8, 9, 10]
-    wider = T.load_model(out)
+    wider = load_model(out)
     old_rows = model.g_a.head.weight.detach().flatten(1).norm(dim=1)
     new_rows = wider.g_a.head.weight.detach().flatten(1).norm(dim=1)
     live = [0, 1, 2, 4, 5, 6, 7]

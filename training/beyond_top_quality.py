@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     p.add_argument("--jpeg-qualities", default="50,60,70,80,85,90,93,95,97")
     args = p.parse_args(argv)
 
-    from fastcodec.train import load_model, load_val
+    from fastcodec.train.checkpoints import load_model
+    from fastcodec.train.data import load_val
 
     model = load_model(args.model)
     x = load_val(args.val, args.crop, args.images)

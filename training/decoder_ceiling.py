@@ -24,7 +24,7 @@ import torch
 def load_crops(folder: str, count: int, size: int) -> torch.Tensor:
     """Centre crops ``size x size`` of the first ``count`` images of ``folder`` (those smaller
     are left out): float32 ``[n, 3, size, size]`` in [0, 1], as the trainer validates on."""
-    from fastcodec.train import load_val
+    from fastcodec.train.data import load_val
 
     return load_val(folder, size, count)
 
@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from fastcodec.train import load_model  # a training checkpoint or a shipped model id
+    # a training checkpoint or a shipped model id
+    from fastcodec.train.checkpoints import load_model
 
     torch.manual_seed(args.seed)
     model = load_model(args.model)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fastcodec.train import centre_crop, load_rgb
+from fastcodec.train.data import centre_crop, load_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 2**20  # what a lent machine receives: the checkout, shared/ and carried paths

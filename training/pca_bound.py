@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import numpy as np
 
-from fastcodec.train import list_images, load_rgb
+from fastcodec.train.data import list_images, load_rgb
 
 BLOCK = 16
 
@@ -47,7 +47,7 @@ def pca_psnr(train: np.ndarray, val: np.ndarray, ks) -> dict:
 
 
 def _images(folder: str):
-    """The images the trainer would read from ``folder`` (``fastcodec.train.list_images``)."""
+    """The images the trainer would read from ``folder`` (``fastcodec.train.data.list_images``)."""
     try:
         return list_images(folder)
     except FileNotFoundError:

@@ -19,7 +19,7 @@ import torch
 
 def _load(name: str):
     if Path(name).is_file():
-        from fastcodec.train import load_model
+        from fastcodec.train.checkpoints import load_model
 
         return load_model(name)
     from fastcodec import zoo
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     from fastcodec.models.slim import channel_activity
-    from fastcodec.train import load_val
+    from fastcodec.train.data import load_val
 
     images = load_val(args.val, args.crop)
     if images is None:

@@ -406,7 +406,7 @@ def revive(model: CodecModel, channels: Sequence[int], seed: int = 0) -> CodecMo
 
 
 def _samples(folder: str, count: int, crop: int, seed: int) -> Tensor:
-    from fastcodec.train import CropSampler, list_images, load_rgb
+    from fastcodec.train.data import CropSampler, list_images, load_rgb
 
     paths = list_images(folder)
     if not paths:
@@ -449,7 +449,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from fastcodec.train import load_checkpoint, load_model, save_checkpoint
+    from fastcodec.train.checkpoints import load_checkpoint, load_model, save_checkpoint
 
     src = load_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint)  # EMA weights when present

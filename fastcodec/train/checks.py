@@ -1,0 +1,59 @@
+"""The usage checks made before training writes anything: the crop, the image folders, the
+checkpoint to resume and the model options that contradict it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from fastcodec.train.checkpoints import load_checkpoint
+from fastcodec.train.data import IMAGE_SUFFIXES, list_images
+from fastcodec.train.options import TrainError, build_parser, model_config
+
+
+def _model_flag_conflicts(args, config: dict) -> List[str]:
+    """Model options given on the command line (not at their defaults) that differ from a
+    resumed checkpoint's ``config``: the checkpoint's architecture is the one that trains."""
+    defaults = build_parser()
+
+    def norm(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    conflicts = []
+    for key, value in model_config(args).items():
+        if key not in config or norm(value) == norm(defaults.get_default(key)):
+            continue
+        if norm(value) != norm(config[key]):
+            conflicts.append(f"--{key.replace('_', '-')} {value} (checkpoint: {config[key]})")
+    return conflicts
+
+
+def check_inputs(args) -> Tuple[List[Path], Optional[dict], Optional[str]]:
+    """Usage errors before anything is written (TrainError): the crop, the image folders, the
+    checkpoint and model options that contradict it. Returns (training image paths, the
+    checkpoint or None, its path or None)."""
+    if args.crop % 16 or args.crop < 16:
+        raise TrainError(f"--crop must be a positive multiple of 16, got {args.crop}")
+    try:
+        paths = list_images(args.data)
+        if args.val:
+            list_images(args.val)
+    except FileNotFoundError as exc:
+        raise TrainError(str(exc)) from None
+    if not paths:
+        raise TrainError(f"no training images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
+                         f"{args.data}")
+    if args.max_images:
+        paths = paths[: args.max_images]
+    resume = args.resume
+    if resume == "auto":
+        latest = Path(args.out) / "latest.pt"
+        resume = str(latest) if latest.exists() else None
+    ckpt = load_checkpoint(resume) if resume else None
+    if ckpt:
+        conflicts = _model_flag_conflicts(args, ckpt["model_config"])
+        if conflicts:
+            raise TrainError("a resumed run keeps its checkpoint's architecture; these options "
+                             "contradict it: " + ", ".join(conflicts) + " (widen or narrow a "
+                             "model with python -m fastcodec.models.slim)")
+    return paths, ckpt, resume
