@@ -98,7 +98,8 @@ def write_atomic(fs, path: str, data: bytes) -> None:
         raise
 
 
-def _read(fs, path: str) -> bytes:
+def read_file(fs, path: str) -> bytes:
+    """The whole file ``path`` on ``fs``."""
     with fs.open_input_stream(path) as f:
         return f.readall()
 
@@ -113,24 +114,26 @@ def image_extensions() -> Tuple[str, ...]:
                         if fmt in Image.OPEN))
 
 
-def _exists(fs, path: str) -> bool:
+def file_exists(fs, path: str) -> bool:
+    """Whether anything (file or folder) is at ``path`` on ``fs``."""
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def _exists_error(uri: str) -> FileExistsError:
+def exists_error(uri: str) -> FileExistsError:
+    """The error for an output that exists and may not be replaced, naming the way out."""
     return FileExistsError(f"{uri} exists (existing='overwrite' / --force replaces it, "
                            f"existing='verify' / --skip-existing keeps it when it is valid)")
 
 
-def _read_if_exists(fs, path: str) -> Optional[bytes]:
+def read_if_exists(fs, path: str) -> Optional[bytes]:
     """The file's bytes, or None when it is missing or cannot be read (then it is rewritten)."""
     try:
-        return _read(fs, path)
+        return read_file(fs, path)
     except OSError:
         return None
 
 
-def _sweep_temporaries(dest: Location, started: float) -> int:
+def sweep_temporaries(dest: Location, started: float) -> int:
     """Removes temporary files of interrupted writes (older than ``started``, a Unix time) under
     ``dest``; returns how many. Only needed where writes go through a rename."""
     if not _rename_is_atomic(dest.fs):
@@ -156,8 +159,8 @@ def _hidden(key: str) -> bool:
     return any(part.startswith(".") for part in key.split("/"))
 
 
-def _list_sources(sources, filesystem, extensions, skip: Optional[Location] = None
-                  ) -> Tuple[List[Location], List[dict]]:
+def list_sources(sources, filesystem, extensions, skip: Optional[Location] = None
+                 ) -> Tuple[List[Location], List[dict]]:
     """Rows ``{"key", "loc", "path"}`` for every matching file of the sources (folders are
     listed recursively; a file is taken as is), sorted by key. ``key`` is the path relative to
     its folder (a file's own name); ValueError when two sources give the same key. Files under
@@ -196,14 +199,16 @@ def _list_sources(sources, filesystem, extensions, skip: Optional[Location] = No
     return locations, [rows[k] for k in sorted(rows)]
 
 
-def _output_key(key: str, ext: str) -> str:
+def output_key(key: str, ext: str) -> str:
+    """The output's relative key for input ``key``: its extension replaced by ``ext``."""
     return posixpath.splitext(key)[0] + ext
 
 
-def _check_output_collisions(rows: List[dict], ext: str) -> None:
+def check_output_collisions(rows: List[dict], ext: str) -> None:
+    """ValueError when two inputs (``rows`` with ``"key"``) would write the same output."""
     seen: Dict[str, str] = {}
     for row in rows:
-        out = _output_key(row["key"], ext)
+        out = output_key(row["key"], ext)
         if out in seen:
             raise ValueError(
                 f"{seen[out]!r} and {row['key']!r} would both be written to {out!r}; "
@@ -212,7 +217,7 @@ def _check_output_collisions(rows: List[dict], ext: str) -> None:
         seen[out] = row["key"]
 
 
-def _key_from_path(path: str, relative_to: Optional[str]) -> str:
+def key_from_path(path: str, relative_to: Optional[str]) -> str:
     """The relative key of a Dataset row's ``path``: ``path`` minus ``relative_to`` (or minus
     its leading slashes). ValueError for paths outside ``relative_to`` or escaping it."""
     p = str(path).replace("\\", "/")

@@ -120,25 +120,25 @@ def test_write_atomic_both_strategies(tmp_path, monkeypatch):
 
 
 def test_keys_and_listing(tmp_path):
-    assert storage._key_from_path("/data/set/a/b.png", "/data/set") == "a/b.png"
-    assert storage._key_from_path("bucket/a/b.png", None) == "bucket/a/b.png"
+    assert storage.key_from_path("/data/set/a/b.png", "/data/set") == "a/b.png"
+    assert storage.key_from_path("bucket/a/b.png", None) == "bucket/a/b.png"
     with pytest.raises(ValueError, match="not under"):
-        storage._key_from_path("/other/a.png", "/data/set")
+        storage.key_from_path("/other/a.png", "/data/set")
     with pytest.raises(ValueError, match="inside the destination"):
-        storage._key_from_path("/data/set/../../etc/x.png", "/data/set")
+        storage.key_from_path("/data/set/../../etc/x.png", "/data/set")
     for name in ("a.png", "sub/b.JPG", ".hidden.png", "sub/.c.png.1234.fcctmp", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     exts = fray.image_extensions()
     assert {".png", ".jpg", ".webp"} <= set(exts) and ".txt" not in exts
-    _, rows = storage._list_sources(str(tmp_path), None, exts)
+    _, rows = storage.list_sources(str(tmp_path), None, exts)
     assert [r["key"] for r in rows] == ["a.png", "sub/b.JPG"]
     (tmp_path / "a.jpg").write_bytes(b"")
-    _, rows = storage._list_sources(str(tmp_path), None, exts)
+    _, rows = storage.list_sources(str(tmp_path), None, exts)
     with pytest.raises(ValueError, match="would both be written"):
-        storage._check_output_collisions(rows, ".fcc")
+        storage.check_output_collisions(rows, ".fcc")
     with pytest.raises(FileNotFoundError):
-        storage._list_sources(str(tmp_path / "missing"), None, exts)
+        storage.list_sources(str(tmp_path / "missing"), None, exts)
 
 
 def test_bad_arguments(tmp_path):
@@ -300,7 +300,7 @@ def test_listing_leaves_out_a_destination_inside_the_source(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     dest = fray.Location.resolve(tmp_path / "out")
-    _, rows = storage._list_sources(str(tmp_path), None, fray.image_extensions(), skip=dest)
+    _, rows = storage.list_sources(str(tmp_path), None, fray.image_extensions(), skip=dest)
     assert [r["key"] for r in rows] == ["a.png", "outside/b.png"]
 
 

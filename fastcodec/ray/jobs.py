@@ -19,9 +19,9 @@ from fastcodec.storage import (
     Location,
     write_atomic,
     image_extensions,
-    _sweep_temporaries,
-    _list_sources,
-    _check_output_collisions,
+    sweep_temporaries,
+    list_sources,
+    check_output_collisions,
 )
 
 _EXISTING = ("verify", "overwrite", "error")
@@ -81,8 +81,8 @@ class _Job:
         if not is_dataset:
             if isinstance(source, (list, tuple)) and not source:
                 raise ValueError("no source given")
-            locations, rows = _list_sources(source, filesystem, extensions, skip=dest_loc)
-            _check_output_collisions(rows, out_ext)
+            locations, rows = list_sources(source, filesystem, extensions, skip=dest_loc)
+            check_output_collisions(rows, out_ext)
             total = len(rows)
             # about one block per batch (bounded, so that huge listings stay cheap to schedule)
             most = pool[1] if isinstance(pool, tuple) else pool
@@ -133,7 +133,7 @@ def _run(job: _Job, worker_cls, kwargs: dict, *, started: float, progress,
         write_atomic(job.dest.fs, job.dest.join(job.manifest),
                      manifest_bytes(merged, job.manifest))
         summary.manifest = job.dest.uri_of(job.manifest)
-    _sweep_temporaries(job.dest, started)
+    sweep_temporaries(job.dest, started)
     summary.seconds = time.time() - started
     summary.images_per_second = summary.total / summary.seconds if summary.seconds > 0 else 0.0
     return summary

@@ -9,7 +9,7 @@ from typing import List, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fastcodec.storage import Location, _read
+from fastcodec.storage import Location, read_file
 
 #: One row per input. ``bytes``/``crc32`` describe the output file (CRC-32, zlib, of all its
 #: bytes); ``bpp`` is bits of the ``.fcc`` per pixel; sizes are the image's; ``error`` is the
@@ -49,7 +49,7 @@ def manifest_bytes(table: "pa.Table", name: str) -> bytes:
 def read_manifest(path, filesystem=None) -> List[dict]:
     """The rows of a manifest written by a run (``.parquet`` or ``.jsonl``), as dicts."""
     loc = Location.resolve(path, filesystem)
-    data = _read(loc.fs, loc.path)
+    data = read_file(loc.fs, loc.path)
     if loc.path.endswith(".parquet"):
         return pq.read_table(pa.BufferReader(data)).to_pylist()
     if loc.path.endswith(".jsonl"):

@@ -15,12 +15,12 @@ from fastcodec.ray.manifest import MANIFEST_SCHEMA
 from fastcodec.storage import (
     Location,
     write_atomic,
-    _read,
-    _exists,
-    _exists_error,
-    _read_if_exists,
-    _output_key,
-    _key_from_path,
+    read_file,
+    file_exists,
+    exists_error,
+    read_if_exists,
+    output_key,
+    key_from_path,
 )
 
 FCC = ".fcc"
@@ -130,11 +130,11 @@ class _Worker:
             else:
                 source = str(batch[self.path_column][i])
                 try:
-                    key = _key_from_path(source, self.relative_to)
+                    key = key_from_path(source, self.relative_to)
                 except ValueError as exc:
                     rows.add(source, None, "failed", error=_error_text(exc))
                     continue
-            out_key = _output_key(key, self.out_ext)
+            out_key = output_key(key, self.out_ext)
             item = (_Item(source, key, self.dest.join(out_key), self.dest.uri_of(out_key))
                     if self.dest is not None else _Item(source, key, None, None))
             out.append((item, (batch, i, loc, path) if self.sources is not None else (batch, i)))
@@ -144,7 +144,7 @@ class _Worker:
         """("bytes", data) or ("array", ndarray) for an item's reference."""
         if len(ref) == 4:
             _, _, loc, path = ref
-            return "bytes", _read(loc.fs, path)
+            return "bytes", read_file(loc.fs, path)
         batch, i = ref
         if "image" in batch:
             image = np.asarray(batch["image"][i])
@@ -216,10 +216,10 @@ class CompressWorker(_Worker):
         else ("image", decoded input) or ("failed", exception)."""
         item, ref = job
         try:
-            if self.existing == "error" and _exists(self.dest.fs, item.out_path):
-                raise _exists_error(item.out_uri)
+            if self.existing == "error" and file_exists(self.dest.fs, item.out_path):
+                raise exists_error(item.out_uri)
             if self.existing == "verify":
-                existing = _read_if_exists(self.dest.fs, item.out_path)
+                existing = read_if_exists(self.dest.fs, item.out_path)
                 header = self._verified(existing) if existing is not None else None
                 if header is not None:
                     return "skipped", existing, header
@@ -314,10 +314,10 @@ class DecompressWorker(_Worker):
                 raise ValueError("decompress_dataset needs a 'bytes' column of .fcc data")
             header = container.read_header(blob, max_pixels=self.max_pixels)
             if self.dest is not None and self.existing == "error" and \
-                    _exists(self.dest.fs, item.out_path):
-                raise _exists_error(item.out_uri)
+                    file_exists(self.dest.fs, item.out_path):
+                raise exists_error(item.out_uri)
             if self.dest is not None and self.existing == "verify":
-                existing = _read_if_exists(self.dest.fs, item.out_path)
+                existing = read_if_exists(self.dest.fs, item.out_path)
                 if self._png_matches(existing, header):
                     return "skipped", blob, header, existing
             return "blob", blob, header
