@@ -50,6 +50,8 @@ def _run_quick(check, json_path: Path) -> dict:
 
 def test_kernels_compile_without_spills_and_use_tensor_cores(tmp_path):
     check = _tools_or_skip()
+    from fastcodec.kernels.check.variants import config_dict, config_label
+
     report = _run_quick(check, tmp_path / "kernel-resources.json")
 
     assert report["passed"], "kernel resource check failed:\n" + "\n".join(report["failures"])
@@ -86,7 +88,7 @@ def test_kernels_compile_without_spills_and_use_tensor_cores(tmp_path):
                 torch.float16, arch=arch, smem_limit=check.SMEM_LIMIT[arch], POOL=p,
                 WIN=1 << (p * p - 1).bit_length())
             assert {r["config_label"] for r in got if r["precision"] == "float16"} == {
-                check.config_label(check._config_dict(c)) for c in kept}
+                config_label(config_dict(c)) for c in kept}
             for r in got:
                 assert r["constexprs"]["POOL"] == p and r["smem_bytes"] <= check.SMEM_LIMIT[arch]
                 assert r["smem_bytes"] <= r["smem_estimate"], r
@@ -104,9 +106,10 @@ def test_quick_scope_covers_large_pool_windows():
     prune keeps for it there, all estimated within the arch's shared memory."""
     pytest.importorskip("triton", reason="triton is not installed")
     from fastcodec.kernels import check
+    from fastcodec.kernels.check.variants import enumerate_variants, triton_verdict
 
     for quick in (True, False):
-        variants, _ = check.enumerate_variants(quick=quick)
+        variants, _ = enumerate_variants(quick=quick)
         large = [v for v in variants if v["large_window"]]
         assert {(v["pool_size"], v["arch"]) for v in large} == {
             (p, a) for p in check.LARGE_POOL_SIZES for a in (80, 90)}
@@ -120,14 +123,15 @@ def test_quick_scope_covers_large_pool_windows():
     # A variant above the estimate fails the verdict.
     r = {"arch": 80, "tensor_core_path": False, "smem_bytes": 20000, "smem_estimate": 16384,
          "registers": 96, "spill_stores": 0, "spill_loads": 0, "wgmma_serialized": False}
-    assert any("estimate" in w for w in check.triton_verdict(r))
+    assert any("estimate" in w for w in triton_verdict(r))
 
 
 def test_ptxas_log_parsing():
     """The parser reads the figures the verdict depends on (no compilation).  ptxas reports
     serialized wgmma as an info line (C7511/C7515 "Potential Performance Loss"), not a warning."""
     pytest.importorskip("triton", reason="triton is not installed")
-    from fastcodec.kernels import check
+    from fastcodec.kernels.check.ptxas import parse_ptxas_log
+    from fastcodec.kernels.check.variants import triton_verdict
 
     log = """ptxas info    : 0 bytes gmem
 ptxas info    : Compiling entry function 'k' for 'sm_90a'
@@ -136,13 +140,13 @@ ptxas info    : Function properties for k
 ptxas info    : Used 168 registers, used 1 barriers, 1024 bytes smem
 """ + ("ptxas info    : (C7511) Potential Performance Loss: wgmma.mma_async instructions are "
            "serialized due to insufficient register resources for the wgmma pipeline in the function 'k'\n")
-    got = check.parse_ptxas_log(log)
+    got = parse_ptxas_log(log)
     assert got["registers"] == 168 and got["barriers"] == 1
     assert (got["stack_bytes"], got["spill_stores"], got["spill_loads"]) == (16, 8, 4)
     assert got["static_smem_bytes"] == 1024
     assert got["wgmma_serialized"]
     r = {"arch": 90, "tensor_core_path": True, "smem_bytes": 232449, "ptx": {"wgmma": 0, "mma_sync": 4},
          **got}
-    reasons = " | ".join(check.triton_verdict(r))
+    reasons = " | ".join(triton_verdict(r))
     for word in ("spills", "shared memory", "serialized", "no wgmma"):
         assert word in reasons
