@@ -37,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Above this many cores of CPU used by other processes, a measurement is flagged.
+from fastcodec.bench.compare import DISTURBED_CORES
+
 FULL_COUNT = 8
 FULL_SIZE = (512, 768)  # (H, W): Kodak's landscape size
 QUICK_COUNT = 2
@@ -67,8 +70,6 @@ TARGET_GPU_MP_S = 1000.0  # fastcodec encode and decode on one H100
 #: fastcodec's shipped weights may be an early training checkpoint, hence its lower floor.
 MIN_PSNR_DB = {"pillow": 25.0, "fastcodec": 15.0}
 
-#: Above this many cores' worth of CPU used by other processes, a measurement is flagged.
-DISTURBED_CORES = 0.15
 
 
 # --------------------------------------------------------------------------------------------

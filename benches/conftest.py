@@ -34,6 +34,9 @@ import time
 import numpy as np
 import pytest
 
+# Above this many cores of CPU used by other processes, a measurement is flagged.
+from fastcodec.bench.compare import DISTURBED_CORES
+
 from coder_workload import FULL_SHAPE, QUICK_SHAPE, build_workload
 
 # Rows of the summary, in display order: key -> label.
@@ -178,8 +181,6 @@ def _cpu_snapshot():
     return time.monotonic(), busy, t.user + t.system
 
 
-#: Above this many cores' worth of CPU used by other processes, a measurement is flagged.
-DISTURBED_CORES = 0.15
 
 
 def _other_cores(start, end) -> float | None:

@@ -21,8 +21,8 @@ COMPARE_RULE = (
 )
 
 #: Above this many cores' worth of CPU used by other processes while a benchmark was timed,
-#: its time is marked unreliable (compare notes, hollow points; benches/conftest.py warns at the
-#: same level).
+#: its time is marked unreliable (compare notes, hollow points; the benches' summaries import
+#: this and warn at the same level).
 DISTURBED_CORES = 0.15
 
 

@@ -103,11 +103,8 @@ def _other_load(data: dict, benches=None) -> Optional[float]:
 
 
 def _subtitle(data: dict, source: str) -> str:
-    machine = data.get("machine") or {}
-    cpu = (machine.get("cpu")
-           or (data.get("machine_info", {}).get("cpu", {}) or {}).get("brand_raw", "?"))
-    cores = (machine.get("cores")
-             or (data.get("machine_info", {}).get("cpu", {}) or {}).get("count", "?"))
+    ident = machine_identity(data)
+    cpu, cores = ident["CPU"] or "?", ident["cores"] or "?"
     text = f"{cpu}, {cores} cores; {result_date(data)[:16]}; git {result_commit(data)}; {source}"
     load = (data.get("run") or {}).get("other_load_cores")
     if isinstance(load, (int, float)) and load > DISTURBED_CORES:
