@@ -185,6 +185,26 @@ def test_freeze_synthesis_trains_the_encoder_side_only(tiny_images, tmp_path):
     assert load_model(out / "latest.pt").g_a.blocks[2].weight.shape[:2] == (12, 12)
 
 
+def test_freeze_synthesis_continues_a_full_checkpoint_with_fresh_optimizers(tiny_images,
+                                                                            tmp_path, capsys):
+    """A full checkpoint of an unfrozen run, resumed with --freeze-synthesis: its Adam state
+    covered the synthesis, so the optimizers start fresh at its step (with a note), and the
+    decoder keeps the averaged weights."""
+    first = tmp_path / "first"
+    loop.run(_args(tiny_images, first, "--steps", "3", "--val", ""))
+    start = load_checkpoint(first / "latest.pt")
+    out = tmp_path / "frozen"
+    loop.run(_args(tiny_images, out, "--steps", "6", "--val", "", "--resume",
+                   str(first / "latest.pt"), "--freeze-synthesis"))
+    assert "fresh optimizers from step 3" in capsys.readouterr().out
+    end = load_checkpoint(out / "latest.pt")
+    assert end["step"] == 6 and end["opt_start"] == 3
+    for key, value in start["ema"].items():
+        if key.startswith("g_s.") or key == "log_inv_gain":
+            assert torch.equal(end["model"][key], value), key
+    assert not torch.equal(end["model"]["g_a.head.weight"], start["model"]["g_a.head.weight"])
+
+
 def test_usage_errors_are_one_line_and_write_nothing(tiny_images, tmp_path, capsys):
     base = ["--data", str(tiny_images), "--N", "8", "--M", "8", "--crop", "32",
             "--batch-size", "2", "--steps", "2", "--threads", "1", "--val", ""]
@@ -202,6 +222,9 @@ def test_usage_errors_are_one_line_and_write_nothing(tiny_images, tmp_path, caps
         (["--resume", str(tmp_path / "missing.pt")], "no checkpoint"),
         (["--resume", "fcf00-none"], "no checkpoint fcf00-none"),
         (["--resume", str(tiny_images)], "is not a readable checkpoint"),
+        (["--ema-decay", "1.0"], "--ema-decay must be in [0, 1), got 1.0"),
+        (["--amp", "fp16", "--device", "cpu"], "--amp fp16 is for CUDA"),
+        (["--revive-hold", "-1"], "--revive-hold must be >= 0, got -1"),
     ]
     for extra, message in cases:
         out = tmp_path / "out"

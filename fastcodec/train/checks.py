@@ -1,5 +1,5 @@
-"""The usage checks made before training writes anything: the crop, the image folders, the
-checkpoint to resume and the model options that contradict it."""
+"""The usage checks made before training writes anything: option values, the image folders,
+the checkpoint to resume and the model options that contradict it."""
 
 from __future__ import annotations
 
@@ -28,12 +28,31 @@ def _model_flag_conflicts(args, config: dict) -> List[str]:
     return conflicts
 
 
-def check_inputs(args) -> Tuple[List[Path], Optional[dict], Optional[str]]:
-    """Usage errors before anything is written (TrainError): the crop, the image folders, the
-    checkpoint and model options that contradict it. Returns (training image paths, the
-    checkpoint or None, its path or None)."""
+def _check_numbers(args) -> None:
+    """Option values no run can use: the crop, the average's decay, the revive schedule and
+    fp16 autocast off CUDA."""
     if args.crop % 16 or args.crop < 16:
         raise TrainError(f"--crop must be a positive multiple of 16, got {args.crop}")
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise TrainError(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
+    for name in ("revive_hold", "revive_ramp"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise TrainError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if args.amp == "fp16":
+        import torch
+
+        on_cuda = args.device.startswith("cuda") or (args.device == "auto"
+                                                      and torch.cuda.is_available())
+        if not on_cuda:
+            raise TrainError("--amp fp16 is for CUDA; on CPU use bf16 or none")
+
+
+def check_inputs(args) -> Tuple[List[Path], Optional[dict], Optional[str]]:
+    """Usage errors before anything is written (TrainError): option values, the image folders,
+    the checkpoint and model options that contradict it. Returns (training image paths, the
+    checkpoint or None, its path or None)."""
+    _check_numbers(args)
     try:
         paths = list_images(args.data)
         if args.val:

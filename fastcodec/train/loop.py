@@ -379,7 +379,15 @@ def _restore_state(r: _Run, ckpt: Optional[dict], images: List[np.ndarray]) -> N
     """Continues ``ckpt`` (None: a fresh run at step 0). A full checkpoint gives the step, the
     optimizer and scaler states and, on rank 0 of the same world size, the RNG streams (other
     ranks draw fresh ones that depend on the step, from ``images``); a weights-only one gives
-    its step only, from which the fresh optimizer warms up."""
+    its step only, from which the fresh optimizer warms up. So does a full checkpoint whose
+    optimizer covered other parameters (``--freeze-synthesis`` added or dropped)."""
+    froze = bool(((ckpt or {}).get("args") or {}).get("freeze_synthesis"))
+    if ckpt and "optimizer" in ckpt and froze != bool(r.args.freeze_synthesis):
+        if r.is_main:
+            print(f"[train] --freeze-synthesis {'dropped' if froze else 'added'}: the "
+                  f"checkpoint's optimizer trained other parameters; fresh optimizers from "
+                  f"step {int(ckpt['step'])} (--warmup counts from there)", flush=True)
+        ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "aux_optimizer")}
     if ckpt and "optimizer" not in ckpt:  # weights only (slim, committed ones): fresh optimizer
         r.step = r.opt_start = int(ckpt.get("step", 0))
     elif ckpt:
