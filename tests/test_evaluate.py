@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fastcodec import evaluate, metrics
+from fastcodec.evaluate import points, report
 from fastcodec.samples import sample_paths
 
 JPEG_Q = [10, 30, 60, 95]
@@ -102,11 +103,11 @@ def test_a_lossless_image_does_not_remove_the_bd_rates():
     finite; the per-image value stays inf. An infinite BD-rate prints n/a, never "+inf%"."""
     rows = [{"image": "flat", "bytes": 10, "bpp": 0.1, "psnr": math.inf, "ms_ssim": 1.0},
             {"image": "photo", "bytes": 30, "bpp": 0.3, "psnr": 30.0, "ms_ssim": 0.9}]
-    point = evaluate._point({"quality": 50}, rows, 0.0, 0.0)
+    point = points._point({"quality": 50}, rows, 0.0, 0.0)
     assert point["psnr"] == pytest.approx((evaluate.PSNR_CAP_DB + 30.0) / 2)
     assert point["per_image"][0]["psnr"] == math.inf
-    cell = evaluate._bd_cell({"interval_db": [26.0, 38.0], "coverage_a": 1.0, "coverage_b": 0.8,
-                              "extrapolated": True, "percent": math.inf})
+    cell = report._bd_cell({"interval_db": [26.0, 38.0], "coverage_a": 1.0, "coverage_b": 0.8,
+                            "extrapolated": True, "percent": math.inf})
     assert cell.startswith("n/a") and "inf" not in cell
 
 
@@ -242,7 +243,7 @@ def test_collect_images(tmp_path, crops):
 
 def test_legend_names_the_model_and_the_refinement():
     entry = {"label": "fastcodec", "settings": {"model_id": "fcf64-v5", "refine_steps": 50}}
-    assert evaluate._legend_label(entry) == "fastcodec (fcf64-v5, refine 50)"
+    assert report._legend_label(entry) == "fastcodec (fcf64-v5, refine 50)"
     entry["settings"]["refine_steps"] = 0
-    assert evaluate._legend_label(entry) == "fastcodec (fcf64-v5)"
-    assert evaluate._legend_label({"label": "JPEG", "settings": {"quality": "x"}}) == "JPEG"
+    assert report._legend_label(entry) == "fastcodec (fcf64-v5)"
+    assert report._legend_label({"label": "JPEG", "settings": {"quality": "x"}}) == "JPEG"
