@@ -409,9 +409,9 @@ class CodecResults:
                 info["speedup_vs_factorized"] = info["MP_per_s"] / base["MP_per_s"]
             else:
                 info.pop("speedup_vs_factorized", None)
-            plain = self._find("fastcodec", op, device, batch)
-            if codec != "fastcodec" and plain is not None and op == "encode":
-                # a refinement row (fastcodec-r<steps>) against the plain encode
+            plain = (self._find("fastcodec", op, device, batch)
+                     if codec != "fastcodec" and op == "encode" else None)
+            if plain is not None:  # a refinement row (fastcodec-r<steps>) against the plain one
                 info["encode_time_vs_plain"] = plain["MP_per_s"] / info["MP_per_s"]
                 if "psnr_db" in info and "psnr_db" in plain:
                     info["psnr_gain_db"] = info["psnr_db"] - plain["psnr_db"]

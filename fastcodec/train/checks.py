@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+import torch
+
 from fastcodec.train.checkpoints import load_checkpoint
 from fastcodec.train.data import IMAGE_SUFFIXES, list_images
 from fastcodec.train.options import TrainError, build_parser, model_config
@@ -40,8 +42,6 @@ def _check_numbers(args) -> None:
         if value is not None and value < 0:
             raise TrainError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     if args.amp == "fp16":
-        import torch
-
         on_cuda = args.device.startswith("cuda") or (args.device == "auto"
                                                       and torch.cuda.is_available())
         if not on_cuda:

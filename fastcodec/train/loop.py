@@ -250,8 +250,8 @@ def _setup(args, paths: List[Path], ckpt: Optional[dict], resume: Optional[str])
     """Everything the loop needs, after the usage checks (``paths``: the training images,
     ``ckpt``: the checkpoint at ``resume`` or None): the validation crops, the device, the
     seeds, the model and its average, the optimizers, the images in memory and the resumed
-    state; rank 0 creates the output folder, locks it and logs the start. ValueError for
-    --amp fp16 off CUDA and an --ema-decay outside [0, 1)."""
+    state; rank 0 creates the output folder, locks it and logs the start. (Option values were
+    checked before, by ``checks.check_inputs``.)"""
     val = load_val(args.val, args.val_crop, args.val_max_images) if args.val else None
     device, rank, world, distributed = _init_device(args)
     out = Path(args.out)
@@ -316,11 +316,9 @@ def _init_device(args) -> Tuple[torch.device, int, int, bool]:
 
 def _resolve_amp(amp: str, device: torch.device) -> Tuple[str, Optional[torch.dtype]]:
     """--amp on ``device`` (auto: bf16 on CUDA, none elsewhere) and its autocast dtype (None:
-    no autocast). ValueError for fp16 off CUDA."""
+    no autocast)."""
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" else "none"
-    if device.type != "cuda" and amp == "fp16":
-        raise ValueError("--amp fp16 is for CUDA; on CPU use bf16 or none")
     return amp, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
 
@@ -328,12 +326,10 @@ def _build_model(args, config: dict, ckpt: Optional[dict], device: torch.device,
                  memory_format: torch.memory_format) -> Tuple[CodecModel, Optional[CodecModel]]:
     """The model of ``config`` (initialised from the torch RNG, then given the checkpoint's
     weights when there is one) and its weight average (None with --ema-decay 0), the synthesis
-    frozen under --freeze-synthesis. ValueError for an --ema-decay outside [0, 1)."""
+    frozen under --freeze-synthesis."""
     model = CodecModel.from_config(config).to(device, memory_format=memory_format)
     if ckpt:
         model.load_state_dict(ckpt["model"])
-    if not 0.0 <= args.ema_decay < 1.0:
-        raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
     ema = None
     if args.ema_decay > 0:
         ema = copy.deepcopy(model).eval().requires_grad_(False)
